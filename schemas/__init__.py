@@ -1,0 +1,1 @@
+"""Wire contracts of journeystream: JSON Schemas, typed records, decode/encode."""
