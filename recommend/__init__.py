@@ -1,0 +1,1 @@
+"""Goods find people: pure recommendation library (catalog, price tiers, strategies)."""

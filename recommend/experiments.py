@@ -1,0 +1,121 @@
+"""Test and learn: deterministic experiment arms with a holdout, and last-touch attribution.
+
+A customer's arm is a hash of the experiment name (the strategy) and the customer key, so it is
+stable across workers and restarts. Holdout customers get the decision recorded but nothing
+sent; a placed order within the attribution window after a decision (sent or held out) is
+attributed to the latest one, once per order, so conversion can be compared arm by arm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+HOLDOUT = "holdout"
+TREATMENT = "treatment"
+ATTRIBUTION_WINDOW_S = 7 * 86400.0
+MAX_EXPOSURES = 20
+MAX_ATTRIBUTED = 50
+DECISION_TYPES = frozenset({"recommendation", "discount_trigger"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentConfig:
+    """A strategy's experiment (rules file): holdout share (None: the default) and arms."""
+
+    holdout: float | None = None
+    variants: tuple[str, ...] = (TREATMENT,)
+
+
+def arm_for(
+    customer_key: str,
+    experiment: str,
+    holdout: float = 0.10,
+    variants: tuple[str, ...] = (TREATMENT,),
+) -> str:
+    """The customer's arm in an experiment: `holdout` share held out, the rest split evenly."""
+    digest = hashlib.sha256(f"{experiment}|{customer_key}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < holdout:
+        return HOLDOUT
+    share = (u - holdout) / (1.0 - holdout) if holdout < 1.0 else 0.0
+    return variants[min(int(share * len(variants)), len(variants) - 1)]
+
+
+def assign_arms(
+    rec_state: dict[str, Any],
+    decisions: list[dict[str, Any]],
+    *,
+    customer_key: str,
+    holdout: float,
+    experiments: Mapping[str, ExperimentConfig] | None = None,
+) -> list[dict[str, Any]]:
+    """Label decisions with their arm; holdout ones become `suppressed_by_holdout` signals.
+
+    `holdout` is the default share; a strategy's entry in `experiments` overrides it and names
+    the variants its treated customers are split into.
+    """
+    exposures: list[list[Any]] = rec_state.setdefault("exposures", [])
+    out: list[dict[str, Any]] = []
+    for record in decisions:
+        if record.get("type") not in DECISION_TYPES:
+            out.append(record)
+            continue
+        strategy = str(record.get("strategy"))
+        config = (experiments or {}).get(strategy) or ExperimentConfig()
+        share = holdout if config.holdout is None else config.holdout
+        arm = arm_for(customer_key, strategy, share, config.variants)
+        t = _epoch(record["occurred_at"])
+        if not any(e[3] == record["id"] for e in exposures):
+            exposures.append([t, strategy, arm, record["id"]])
+            exposures.sort(key=lambda e: e[0])
+            del exposures[:-MAX_EXPOSURES]
+        if arm == HOLDOUT:
+            out.append({"type": "signal", "name": "suppressed_by_holdout", "strategy": strategy})
+        else:
+            out.append({**record, "arm": arm})
+    return out
+
+
+def attribute(
+    rec_state: dict[str, Any],
+    *,
+    customer_key: str,
+    order_id: str,
+    order_value: float,
+    ordered_at: float,
+    window_s: float = ATTRIBUTION_WINDOW_S,
+) -> dict[str, Any] | None:
+    """A `recommendation_converted` record for a placed order, or None (last touch, once)."""
+    attributed: list[str] = rec_state.setdefault("attributed", [])
+    if order_id in attributed:
+        return None
+    eligible = [e for e in rec_state.get("exposures", []) if 0 <= ordered_at - e[0] <= window_s]
+    if not eligible:
+        return None
+    t, strategy, arm, decision_id = max(eligible, key=lambda e: e[0])
+    attributed.append(order_id)
+    del attributed[:-MAX_ATTRIBUTED]
+    text = f"{customer_key}|converted|{order_id}"
+    ident = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:20]
+    return {
+        "type": "recommendation_converted",
+        "version": "1-0-0",
+        "id": ident,
+        "customer_key": customer_key,
+        "customer_id": customer_key[2:] if customer_key.startswith("c:") else None,
+        "occurred_at": datetime.fromtimestamp(ordered_at, UTC).isoformat(),
+        "strategy": strategy,
+        "arm": arm,
+        "decision_id": decision_id,
+        "order_id": order_id,
+        "order_value": round(order_value, 2),
+        "seconds_to_convert": round(ordered_at - t, 3),
+    }
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

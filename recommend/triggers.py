@@ -1,0 +1,106 @@
+"""Goods find people: turn the journey and abandonment cores' outputs into recommendations.
+
+Pure: `react` looks at one customer's fresh outputs (a purchase, a seed transition, a cart or
+browse abandonment), asks the engine for a decision on each, and keeps the per-customer
+guardrail memory in `CustomerState.recommend`. Placed orders also feed co-purchase counts, with
+the products the customer had ordered before counted as repurchases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from journey.customer import CustomerState
+from recommend.catalog import Catalog
+from recommend.copurchase import CoPurchase
+from recommend.engine import decide, repurchased
+from recommend.experiments import assign_arms, attribute
+from recommend.guardrails import Budget
+from recommend.rules import Rules
+from schemas.records import Order
+
+
+@dataclass
+class Recommender:
+    """What the strategies read besides the customer: catalog, co-purchases, rules, budget."""
+
+    rules: Rules
+    catalog: Catalog = field(default_factory=Catalog)
+    copurchase: CoPurchase = field(default_factory=CoPurchase)
+    budget: Budget = field(default_factory=Budget)
+    holdout: float = 0.10  # share of customers held out of every strategy
+
+
+def is_trigger(record: dict[str, Any]) -> bool:
+    """A purchase, a seed transition, or an abandonment."""
+    kind = record.get("type")
+    if kind == "journey_transition":
+        return record.get("kind") == "purchase" or (
+            record.get("kind") == "stage" and record.get("to_stage") == "seed"
+        )
+    return kind in ("cart_abandoned", "browse_abandoned")
+
+
+def react(
+    state: CustomerState,
+    outputs: list[dict[str, Any]],
+    recommender: Recommender,
+    now: float,
+    *,
+    key: str,
+    event: Any = None,
+) -> list[dict[str, Any]]:
+    """Attribution of an order, then arm-labelled decisions for the triggers among `outputs`."""
+    decisions: list[dict[str, Any]] = []
+    if isinstance(event, Order) and event.action == "placed":
+        products = [ln.product_id for ln in event.lines]
+        recommender.copurchase.observe_order(
+            products,
+            event.occurred_at,
+            repeats=repurchased(state.recommend, products, event.occurred_at),
+        )
+        # attribute before deciding: an order never converts the recommendation it triggers
+        converted = attribute(
+            state.recommend,
+            customer_key=key,
+            order_id=event.order_id,
+            order_value=event.total,
+            ordered_at=event.occurred_at,
+        )
+        if converted is not None:
+            decisions.append(converted)
+    for record in outputs:
+        if not is_trigger(record):
+            continue
+        trigger = record
+        store_id = getattr(event, "store_id", None)
+        if store_id or (record.get("kind") == "purchase" and isinstance(event, Order)):
+            trigger = {**record}
+            if store_id:
+                trigger["store_id"] = store_id
+            if isinstance(event, Order) and record.get("order_id") == event.order_id:
+                trigger["order_lines"] = [
+                    {"product_id": ln.product_id, "category": ln.category} for ln in event.lines
+                ]
+        state.recommend, out = decide(
+            state.recommend,
+            trigger,
+            state.journey,
+            recommender.catalog,
+            recommender.copurchase,
+            recommender.rules,
+            now,
+            customer_key=key,
+            budget=recommender.budget,
+        )
+        decisions.extend(
+            assign_arms(
+                state.recommend,
+                out,
+                customer_key=key,
+                holdout=recommender.holdout,
+                experiments=recommender.rules.experiments,
+            )
+        )
+    return decisions
