@@ -1,0 +1,56 @@
+"""How the Faust app is assembled from Settings (no module-level app: the bench reuses it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from streams import transport
+from streams.security import broker_credentials
+from streams.settings import Settings
+
+
+class JourneyApp(faust.App):
+    """faust.App using journeystream's transport (configurable consumer fetch wait)."""
+
+    def _new_transport(self) -> transport.Transport:
+        return transport.Transport(self.conf.broker_consumer, self)
+
+
+def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
+    """Create the Faust app for these settings (`overrides` replace Faust options)."""
+    transport.configure(settings.fetch_max_wait_ms)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = dict(
+        broker=settings.broker,
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        autodiscover=["streams.tables", "streams.agents", "streams.web"],
+        origin="streams",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_request_timeout=settings.request_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_credentials=broker_credentials(settings),
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
+        producer_acks=-1,
+        stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
+        table_standby_replicas=0,
+        # safe to keep on: changelog ends are confirmed by a fetch (streams/recovery.py)
+        recovery_consistency_check=True,
+        web_host=settings.advertised_host or settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{settings.advertised_host or settings.web_host}:{settings.web_port}",
+        web_in_thread=False,
+        logging_config=None,
+    )
+    options.update(overrides)
+    return JourneyApp(settings.app_id, **options)

@@ -1,0 +1,160 @@
+"""All Prometheus metrics of journeystream (snake_case, `_total` counters, seconds, no ids)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_NS = "journeystream"
+
+EVENTS = Counter(
+    "events",
+    "Input events by type and outcome (accepted, duplicate, forwarded, dead_letter).",
+    ["type", "outcome"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "dead_letters",
+    "Messages sent to the dead-letter topic, by error category.",
+    ["category"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+OUTPUTS = Counter(
+    "outputs", "Output records sent, by record type.", ["type"], namespace=_NS, registry=REGISTRY
+)
+SIGNALS = Counter(
+    "signals",
+    "Domain signals of the pure cores (out_of_order, identity_conflict, ...), by name.",
+    ["name"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+EVENT_TO_OUTPUT = Histogram(
+    "event_to_output_seconds",
+    "Seconds from a message's broker timestamp to the worker sending its outputs.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    namespace=_NS,
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "batch_size",
+    "Events per processed batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+    namespace=_NS,
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "consumer_lag",
+    "Records between the consumer position and the fetched high watermark, per input partition.",
+    ["topic", "partition"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    "transitions",
+    "Journey stage transitions, by from and to stage.",
+    ["from_stage", "to_stage"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+SEGMENT_CHANGES = Counter(
+    "segment_changes",
+    "Segment changes, by from and to segment.",
+    ["from_segment", "to_segment"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+CUSTOMERS = Gauge(
+    "customers",
+    "Customers per segment on this worker's partitions.",
+    ["segment"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+ORDERS = Counter(
+    "orders", "Placed orders by purchase path.", ["path"], namespace=_NS, registry=REGISTRY
+)
+RETURN_VISITS = Counter(
+    "return_visits",
+    "Return visits (new sessions), by whether the customer never purchased.",
+    ["never_purchased"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+ABANDONMENTS = Counter(
+    "abandonments", "Abandonments fired, by kind.", ["kind"], namespace=_NS, registry=REGISTRY
+)
+RECOVERIES = Counter(
+    "recoveries",
+    "Abandoners who later bought, by abandonment kind.",
+    ["kind"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+DEADLINE_LAG = Histogram(
+    "deadline_lag_seconds",
+    "Seconds between a deadline's due time and its firing.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    namespace=_NS,
+    registry=REGISTRY,
+)
+RECOMMENDATIONS = Counter(
+    "recommendations",
+    "Recommendations and discount triggers decided, by strategy and arm.",
+    ["strategy", "arm"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+CONVERSIONS = Counter(
+    "conversions",
+    "Orders attributed to a recommendation, by strategy and arm.",
+    ["strategy", "arm"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+ATTRIBUTED_REVENUE = Counter(
+    "attributed_revenue",
+    "Order value attributed to a recommendation, by strategy and arm.",
+    ["strategy", "arm"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+UPLIFT = Gauge(
+    "conversion_uplift_ratio",
+    "Conversion rate of an arm minus its holdout's (estimate, 95% CI low/high).",
+    ["strategy", "arm", "bound"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+REBALANCES = Counter(
+    "rebalances", "Partition rebalances seen by this worker.", namespace=_NS, registry=REGISTRY
+)
+RECOVERY_REMAINING = Gauge(
+    "recovery_remaining_records",
+    "Changelog records still to restore before the worker is recovered.",
+    namespace=_NS,
+    registry=REGISTRY,
+)
+LAST_EVENT = Gauge(
+    "last_event_timestamp_seconds",
+    "Broker timestamp of the last processed input message.",
+    namespace=_NS,
+    registry=REGISTRY,
+)
+
+
+def totals(counter: Counter) -> dict[tuple[str, ...], float]:
+    """A counter's current values by label values (this worker's counts since it started)."""
+    return {
+        tuple(sample.labels[name] for name in counter._labelnames): sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def exposition() -> bytes:
+    """The registry in Prometheus text format."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,104 @@
+"""Where the pure cores' outputs go: topics, the internal topic, metrics, the dead-letter topic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.types import Message
+
+from schemas import contracts
+from schemas.records import CustomerEvent
+from streams import metrics, topics
+from streams.app import topics as names
+
+Send = tuple[str, bytes, bytes]
+
+_ABANDONED = {"cart_abandoned": "cart", "browse_abandoned": "browse"}
+
+
+def route_outputs(outputs: list[dict[str, Any]], event_type: str, sends: list[Send]) -> None:
+    """Turn core outputs into sends and metric updates; count the input's outcome."""
+    outcome = "accepted"
+    for out in outputs:
+        kind = out["type"]
+        if kind == "signal":
+            name = out.get("name", "unknown")
+            if name == "duplicate":
+                outcome = "duplicate"
+            elif name == "suppressed_by_holdout":
+                metrics.RECOMMENDATIONS.labels(str(out.get("strategy")), "holdout").inc()
+            elif name == "return_visit":
+                metrics.RETURN_VISITS.labels(str(bool(out.get("never_purchased"))).lower()).inc()
+            metrics.SIGNALS.labels(name).inc()
+            continue
+        if kind == "internal":
+            body = orjson.dumps({"type": "internal", **out["message"]})
+            sends.append((names(topics.INTERNAL), out["key"].encode(), body))
+            continue
+        sends.append(
+            (names.for_output(kind), out.get("customer_key", "").encode(), orjson.dumps(out))
+        )
+        count_output(out)
+    if event_type != "internal":
+        metrics.EVENTS.labels(event_type, outcome).inc()
+
+
+def count_output(out: dict[str, Any]) -> None:
+    """Metrics for one published output record."""
+    kind = out["type"]
+    metrics.OUTPUTS.labels(kind).inc()
+    if kind == "journey_transition":
+        if out.get("kind") == "purchase" and out.get("path"):
+            metrics.ORDERS.labels(out["path"]).inc()
+        if out.get("from_stage") != out.get("to_stage"):
+            metrics.TRANSITIONS.labels(str(out.get("from_stage")), str(out.get("to_stage"))).inc()
+        if out.get("from_segment") != out.get("to_segment"):
+            metrics.SEGMENT_CHANGES.labels(
+                str(out.get("from_segment")), str(out.get("to_segment"))
+            ).inc()
+    elif kind in _ABANDONED:
+        metrics.ABANDONMENTS.labels(_ABANDONED[kind]).inc()
+    elif kind in ("recommendation", "discount_trigger"):
+        metrics.RECOMMENDATIONS.labels(str(out.get("strategy")), str(out.get("arm", "all"))).inc()
+    elif kind == "recommendation_converted":
+        labels = str(out.get("strategy")), str(out.get("arm"))
+        metrics.CONVERSIONS.labels(*labels).inc()
+        metrics.ATTRIBUTED_REVENUE.labels(*labels).inc(max(0.0, float(out.get("order_value", 0))))
+    elif kind == "abandonment_recovered":
+        metrics.RECOVERIES.labels(str(out.get("kind", "unknown"))).inc()
+
+
+def dead_letter(msg: Message, category: str, reason: str, now: float) -> Send:
+    """A dead-letter send for a message that cannot be processed."""
+    record = contracts.dead_letter(
+        category,
+        reason,
+        original=msg.value,
+        key=msg.key,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        now=now,
+    )
+    metrics.DEAD_LETTERS.labels(category).inc()
+    return (names(topics.DEAD_LETTERS), msg.key or b"", orjson.dumps(record))
+
+
+def forward(event: CustomerEvent) -> bytes:
+    """The internal-topic message that re-keys an event (its wire form)."""
+    return contracts.encode(event)
+
+
+def decode_internal(raw: bytes | None, now: float) -> Any:
+    """An internal-topic message: a forwarded event, an internal dict, or None if unreadable."""
+    try:
+        obj = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if obj.get("type") == "internal":
+        return obj
+    decoded = contracts.decode(raw, now)
+    return None if isinstance(decoded, contracts.Rejection) else decoded
