@@ -1,0 +1,1 @@
+"""Faust agents (autodiscovered): thin adapters around the pure cores."""

@@ -1,0 +1,94 @@
+"""Durable deadlines: an in-memory index ordered by due time over state kept in the table.
+
+Deadlines live in each customer's state (changelogged). Per partition this module keeps a heap
+of (due, key), filled as states are written and rebuilt from the partition's RocksDB after an
+assignment. Firing happens inside stream iteration on the owning partition: after each batch,
+and, for partitions with nothing to read, through a `tick` control message the timer sends to
+that partition of the internal topic. Time per partition is event time (replay) or event time
+plus wall-clock progress (live).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from journey import customer as customer_core
+from journey.customer import CustomerState
+from streams.clock import Clock
+
+
+class DeadlineIndex:
+    """Per-partition heaps of (due, customer key); stale entries are skipped lazily."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.heaps: dict[int, list[tuple[float, bytes]]] = defaultdict(list)
+        self.due_of: dict[bytes, float] = {}
+        self.clocks: dict[int, Clock] = {}
+        self.built: set[int] = set()
+        self.ticking: set[int] = set()
+
+    def clock(self, partition: int) -> Clock:
+        """The processing clock of a partition."""
+        clock = self.clocks.get(partition)
+        if clock is None:
+            clock = self.clocks[partition] = Clock(self.mode)
+        return clock
+
+    def track(self, partition: int, key: bytes, state: CustomerState) -> None:
+        """Record a state's earliest deadline (after apply or fire)."""
+        due = customer_core.next_due(state)
+        if due is None:
+            self.due_of.pop(key, None)
+            return
+        if self.due_of.get(key) != due:
+            self.due_of[key] = due
+            heapq.heappush(self.heaps[partition], (due, key))
+
+    def pop_due(self, partition: int, now: float) -> list[bytes]:
+        """Keys of a partition whose deadline is due at `now` (each once)."""
+        heap = self.heaps.get(partition)
+        keys: list[bytes] = []
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            if self.due_of.get(key) == due:
+                del self.due_of[key]
+                keys.append(key)
+        return keys
+
+    def earliest(self, partition: int) -> float | None:
+        """The earliest live due time of a partition."""
+        heap = self.heaps.get(partition)
+        while heap and self.due_of.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def rebuild(self, partition: int, items: Any) -> int:
+        """Rebuild a partition's heap from (key, stored bytes) pairs; return deadlines found."""
+        self.heaps[partition] = []
+        found = 0
+        for key, raw in items:
+            if not isinstance(key, bytes) or key.startswith(b"__faust"):
+                continue
+            try:
+                state = CustomerState.from_dict(orjson.loads(raw))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            before = len(self.heaps[partition])
+            self.due_of.pop(key, None)
+            self.track(partition, key, state)
+            found += len(self.heaps[partition]) - before
+        self.built.add(partition)
+        return found
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop revoked partitions."""
+        for p in partitions:
+            for _, key in self.heaps.pop(p, []):
+                self.due_of.pop(key, None)
+            self.built.discard(p)
+            self.ticking.discard(p)

@@ -1,0 +1,1 @@
+"""Table declarations (state), kept apart from the agents that process events."""
