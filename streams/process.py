@@ -1,0 +1,436 @@
+"""`journeystream process` and `replay`: play a file through the broker, wait, collect outputs.
+
+`process` starts an embedded broker and worker(s) with a fresh app id, produces the file's events
+in `occurred_at` order keyed by customer key (all customer events on one input topic: the
+consumer interleaves topics round-robin, so with one topic per type a customer's order could be
+processed before the views and carts that led to it, and the journeys of a replay would depend on
+that interleaving), waits until the consumer group has committed past
+every produced offset (the produce acks give the exact offsets, so this never trusts the
+broker's reported partition end), flushes the remaining deadlines by advancing event time past
+them, waits again, then reads every output topic and writes one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from replay.adapters import AdapterRejection, ColumnMapping, read_events, sort_key
+from schemas import contracts
+from streams import topics
+from streams.broker import EmbeddedBroker, free_port
+from streams.recovery import confirmed_ends
+from streams.settings import Settings
+from streams.topics import TopicNames
+from streams.worker import WorkerProcess
+
+
+@dataclass
+class ProcessSummary:
+    """What a `process` run did."""
+
+    events_in: int = 0
+    adapter_rejections: int = 0
+    outputs: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    output_path: Path | None = None
+
+    def describe(self) -> str:
+        """Human-readable summary."""
+        kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.outputs.items())) or "none"
+        return (
+            f"processed {self.events_in} events in {self.seconds:.1f}s "
+            f"({self.adapter_rejections} rows the adapter could not convert); "
+            f"outputs: {kinds} -> {self.output_path}"
+        )
+
+
+def wire_key(event: dict[str, Any]) -> bytes:
+    """The customer key producers should use for a wire event (see docs/ARCHITECTURE.md)."""
+    kind = event.get("type")
+    if kind == "catalog_item":
+        return str(event.get("product_id", "")).encode()
+    anon = _usable(event.get("anonymous_id"))
+    cust = _usable(event.get("customer_id"))
+    if kind == "identity_link" and anon:
+        return f"a:{anon}".encode()
+    if cust:
+        return f"c:{cust}".encode()
+    return f"a:{anon}".encode() if anon else b""
+
+
+def _usable(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return None if text.strip().lower() in contracts.BLOCKED_IDS else text
+
+
+def load_file(
+    path: Path, fmt: str, mapping: str | None
+) -> tuple[list[dict[str, Any]], list[AdapterRejection]]:
+    """The file's events sorted by occurred_at, and the rows the adapter rejected."""
+    column_mapping = ColumnMapping.from_spec(mapping) if mapping else None
+    events: list[dict[str, Any]] = []
+    rejected: list[AdapterRejection] = []
+    for item in read_events(path, fmt, mapping=column_mapping):
+        if isinstance(item, AdapterRejection):
+            rejected.append(item)
+        else:
+            events.append(item)
+    events.sort(key=_safe_sort_key)
+    return events, rejected
+
+
+def _safe_sort_key(event: dict[str, Any]) -> float:
+    try:
+        return sort_key(event)
+    except (ValueError, TypeError, KeyError):
+        return float("-inf")  # unparsable times go first; the worker dead-letters them
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    """Create topics (ignoring ones that exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str,
+    names: TopicNames,
+    events: list[dict[str, Any]],
+    *,
+    speed: float = 0.0,
+    progress: bool = False,
+    one_topic: bool = False,
+) -> dict[TopicPartition, int]:
+    """Produce events (paced by event time x speed, or as fast as possible when speed is 0).
+
+    With `one_topic`, every customer event goes to the page-view input topic (the worker reads
+    all input topics alike), so each customer's events are consumed in produce order.
+    Returns the highest acknowledged offset per partition.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_048_576, acks="all"
+    )
+    await producer.start()
+    last: dict[TopicPartition, int] = {}
+    pending: list[asyncio.Future[Any]] = []
+    start_wall = time.monotonic()
+    first_ts: float | None = None
+    try:
+        for i, event in enumerate(events):
+            if speed > 0:
+                ts = _safe_sort_key(event)
+                if ts != float("-inf"):
+                    first_ts = ts if first_ts is None else first_ts
+                    delay = (ts - first_ts) / speed - (time.monotonic() - start_wall)
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+            kind = str(event.get("type", ""))
+            one = one_topic and kind != "catalog_item"
+            topic = names(topics.PAGE_VIEW) if one else names.for_input(kind)
+            pending.append(await producer.send(topic, orjson.dumps(event), key=wire_key(event)))
+            if len(pending) >= 5000:
+                _record(last, await asyncio.gather(*pending))
+                pending.clear()
+                if progress:
+                    _progress(i + 1, len(events))
+        _record(last, await asyncio.gather(*pending))
+        if progress:
+            _progress(len(events), len(events))
+    finally:
+        await producer.stop()
+    return last
+
+
+async def produce_raw(
+    bootstrap: str, sends: list[tuple[str, bytes | None, bytes | None, int | None]]
+) -> dict[TopicPartition, int]:
+    """Produce raw (topic, key, value, partition) messages; highest offset per partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value, key=key, partition=partition)
+            for topic, key, value, partition in sends
+        ]
+        last: dict[TopicPartition, int] = {}
+        _record(last, await asyncio.gather(*futures))
+        return last
+    finally:
+        await producer.stop()
+
+
+def _record(last: dict[TopicPartition, int], metadata: Iterable[Any]) -> None:
+    for md in metadata:
+        tp = TopicPartition(md.topic, md.partition)
+        last[tp] = max(last.get(tp, -1), md.offset)
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    bar = "#" * filled + "." * (width - filled)
+    sys.stderr.write(f"\r  producing [{bar}] {done}/{total}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+async def committed(
+    bootstrap: str, group: str, tps: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The consumer group's committed offsets for `tps` (-1 where nothing is committed).
+
+    Uses a consumer's OffsetFetch (the admin client's variant is not understood by Tansu).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        offsets = {tp: await consumer.committed(tp) for tp in tps}
+        return {tp: -1 if off is None else off for tp, off in offsets.items()}
+    finally:
+        await consumer.stop()
+
+
+async def wait_committed(
+    bootstrap: str, group: str, targets: dict[TopicPartition, int], timeout: float
+) -> None:
+    """Wait until the group committed past each target offset (target = last offset + 1)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = await committed(bootstrap, group, targets)
+        missing = {tp: off for tp, off in targets.items() if done.get(tp, -1) < off + 1}
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            behind = {
+                f"{tp.topic}[{tp.partition}]": (done.get(tp), off) for tp, off in missing.items()
+            }
+            raise TimeoutError(f"not committed past the last offset (committed, last): {behind}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_quiet(bootstrap: str, group: str, topic: str, timeout: float) -> None:
+    """Wait until the group has committed to the end of `topic` and the end stopped moving."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    deadline = time.monotonic() + timeout
+    stable = 0
+    previous: dict[TopicPartition, int] | None = None
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        while stable < 3:
+            ends = await confirmed_ends(bootstrap, tps) if tps else {}
+            done = await committed(bootstrap, group, tps)
+            caught_up = all(max(done.get(tp, -1), 0) >= end for tp, end in ends.items())
+            stable = stable + 1 if caught_up and ends == previous else 0
+            previous = ends
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} did not settle: ends {ends}, committed {done}")
+            await asyncio.sleep(0.3)
+    finally:
+        await consumer.stop()
+
+
+async def read_topics(
+    bootstrap: str, names: list[str], settle: float = 1.0
+) -> list[dict[str, Any]]:
+    """Every record of the topics, read until the ends are reached and stable."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in names
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        if not tps:
+            return records
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        quiet_since = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                for m in msgs:
+                    records.append(orjson.loads(m.value))
+            if batch:
+                quiet_since = time.monotonic()
+                continue
+            ends = await confirmed_ends(bootstrap, tps)
+            positions = {tp: await consumer.position(tp) for tp in ends}
+            at_end = all(positions[tp] >= end for tp, end in ends.items())
+            if at_end and time.monotonic() - quiet_since >= settle:
+                return records
+    finally:
+        await consumer.stop()
+
+
+def process_file(
+    path: Path,
+    *,
+    fmt: str,
+    output: Path,
+    mapping: str | None = None,
+    partitions: int = 4,
+    workers: int = 1,
+    progress: bool = True,
+    bootstrap: str | None = None,
+    timeout: float = 600.0,
+) -> ProcessSummary:
+    """Run a file through a fresh worker (and broker unless `bootstrap` is given)."""
+    started = time.monotonic()
+    events, rejected = load_file(path, fmt, mapping)
+    broker = None if bootstrap else EmbeddedBroker().start()
+    workdir = Path(tempfile.mkdtemp(prefix="journeystream-process-"))
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(
+        broker=f"kafka://{bootstrap}" if bootstrap else broker.url,  # type: ignore[union-attr]
+        app_id=f"process-{run_id}",
+        topic_prefix=f"p{run_id}.",
+        partitions=partitions,
+        clock="event",
+        data_dir=workdir / "state",
+    )
+    names = TopicNames(settings.topic_prefix)
+    procs: list[WorkerProcess] = []
+    ok = False
+    try:
+        boot = settings.bootstrap_servers
+        all_topics = [
+            *names.inputs(),
+            names(topics.CATALOG),
+            names(topics.INTERNAL),
+            *names.outputs(),
+        ]
+        asyncio.run(create_topics(boot, all_topics, partitions))
+        for i in range(workers):
+            worker_settings = Settings.from_env(
+                **{**_fields(settings), "web_port": free_port(), "data_dir": workdir / f"state-{i}"}
+            )
+            procs.append(WorkerProcess(worker_settings, workdir / f"worker-{i}.log").start())
+        for proc in procs:
+            proc.wait_ready(timeout=90)
+        last = asyncio.run(produce(boot, names, events, progress=progress, one_topic=True))
+        asyncio.run(_drain(boot, settings, names, last, partitions, timeout))
+        records = asyncio.run(read_topics(boot, names.outputs()))
+        summary = write_output(output, records, rejected, path)
+        summary.events_in = len(events)
+        summary.seconds = time.monotonic() - started
+        ok = True
+        return summary
+    finally:
+        for proc in procs:
+            proc.stop()
+        if broker is not None:
+            broker.stop()
+            if ok:
+                broker.discard_logs()
+        if ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"journeystream process: logs kept in {workdir}", file=sys.stderr)
+
+
+async def _drain(
+    boot: str,
+    settings: Settings,
+    names: TopicNames,
+    last: dict[TopicPartition, int],
+    partitions: int,
+    timeout: float,
+) -> None:
+    """Wait for the inputs, flush deadlines, wait for the flush."""
+    internal = names(topics.INTERNAL)
+    await wait_committed(boot, settings.app_id, last, timeout)
+    await wait_quiet(boot, settings.app_id, internal, timeout)
+    flush = orjson.dumps({"type": "internal", "kind": "flush"})
+    flushed = await produce_raw(boot, [(internal, b"flush", flush, p) for p in range(partitions)])
+    await wait_committed(boot, settings.app_id, flushed, timeout)
+    await wait_quiet(boot, settings.app_id, internal, timeout)
+
+
+def _fields(settings: Settings) -> dict[str, Any]:
+    return {f: getattr(settings, f) for f in settings.__dataclass_fields__}
+
+
+def write_output(
+    output: Path, records: list[dict[str, Any]], rejected: list[AdapterRejection], source: Path
+) -> ProcessSummary:
+    """Write adapter dead letters and output records (sorted by time, type, id) as JSONL."""
+    now = time.time()
+    lines = [
+        contracts.dead_letter(
+            "adapter_row",
+            r.message,
+            original=r.raw,
+            key=None,
+            topic=str(source.name),
+            partition=None,
+            offset=None,
+            line=r.line,
+            now=now,
+        )
+        for r in rejected
+    ]
+    records = sorted(
+        records, key=lambda r: (r.get("occurred_at", ""), r.get("type", ""), r.get("id", ""))
+    )
+    summary = ProcessSummary(adapter_rejections=len(rejected), output_path=output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "wb") as fh:
+        for record in [*lines, *records]:
+            summary.outputs[record.get("type", "?")] += 1
+            fh.write(orjson.dumps(record) + b"\n")
+    return summary
+
+
+def replay_file(
+    path: Path,
+    *,
+    fmt: str,
+    bootstrap: str,
+    mapping: str | None = None,
+    speed: float = 0.0,
+    progress: bool = True,
+    topic_prefix: str = "",
+) -> int:
+    """Produce a file's events to a running broker; adapter rejections are reported on stderr."""
+    events, rejected = load_file(path, fmt, mapping)
+    for r in rejected:
+        print(f"line {r.line}: {r.message}", file=sys.stderr)
+    asyncio.run(
+        produce(bootstrap, TopicNames(topic_prefix), events, speed=speed, progress=progress)
+    )
+    return len(events)

@@ -1,0 +1,215 @@
+"""Web views on the worker's Faust web server: metrics, profiles, KPIs, experiments, dashboard."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from faust import web
+from faust.exceptions import SameNode
+
+from journey.kpis import operations_view
+from journey.stages import SEGMENTS, CustomerJourney, profile
+from recommend.uplift import experiment_report
+from streams import metrics
+from streams.agents.customers import deadlines, input_channel, journey_config
+from streams.app import app, settings
+from streams.tables import customers as customer_table
+
+DASHBOARD = Path(__file__).parent / "dashboard"
+ASSETS = {
+    "dashboard.js": (DASHBOARD / "dashboard.js", "text/javascript"),
+    "dashboard.css": (DASHBOARD / "dashboard.css", "text/css"),
+    "chartist.js": (DASHBOARD / "vendor" / "chartist-1.5.0.umd.js", "text/javascript"),
+    "chartist.css": (DASHBOARD / "vendor" / "chartist-1.5.0.css", "text/css"),
+}
+
+
+def authorized(request: web.Request, *, query_token: bool = False) -> bool:
+    """True when no API token is set or the request carries `Authorization: Bearer <token>`.
+
+    With `query_token` (the dashboard page only, which a browser opens without headers),
+    `?token=<token>` is accepted too.
+    """
+    if not settings.api_token:
+        return True
+    header = request.headers.get("Authorization", "")
+    if hmac.compare_digest(header, f"Bearer {settings.api_token}"):
+        return True
+    token = request.query.get("token", "") if query_token else ""
+    return bool(token) and hmac.compare_digest(token, settings.api_token)
+
+
+def ready() -> bool:
+    """Partitions assigned, not rebalancing, table recovery complete."""
+    recovery = app.tables.recovery
+    return (
+        not app.rebalancing
+        and bool(app.consumer.assignment())
+        and recovery.completed.is_set()
+        and not recovery.in_recovery
+    )
+
+
+@app.page("/metrics")
+class Metrics(web.View):
+    """Prometheus exposition."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """Return every journeystream metric."""
+        if not authorized(request):
+            return self.error(401, "missing or wrong bearer token")
+        for strategy, arms in experiments_now().items():
+            for arm, result in arms.items():
+                if result["uplift"] is not None:
+                    for bound, key in (
+                        ("estimate", "absolute"),
+                        ("low", "ci_low"),
+                        ("high", "ci_high"),
+                    ):
+                        metrics.UPLIFT.labels(strategy, arm, bound).set(result["uplift"][key])
+        return self.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+
+@app.page("/ready")
+class Ready(web.View):
+    """Readiness for orchestration and tests."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """200 when ready, 503 otherwise."""
+        ok = ready()
+        return self.json({"ready": ok}, status=200 if ok else 503)
+
+
+@app.page("/customers/{customer_id}")
+class CustomerProfile(web.View):
+    """A customer's profile, served by the worker that owns the key."""
+
+    async def get(self, request: web.Request, customer_id: str) -> web.Response:
+        """The journey and profile of `c:<id>` (or `a:<id>` with ?anonymous=1)."""
+        if not authorized(request):
+            return self.error(401, "missing or wrong bearer token")
+        prefix = "a:" if request.query.get("anonymous") else "c:"
+        key = f"{prefix}{customer_id}"
+        try:
+            return await app.router.route_req(
+                customer_table.customers.name, key.encode(), self.web, request
+            )
+        except SameNode:
+            pass
+        state = customer_table.snapshot(key.encode())
+        if state is None:
+            return self.error(404, "unknown customer")
+        return self.bytes(orjson.dumps(public_profile(key, state)), content_type="application/json")
+
+
+def public_profile(key: str, state: dict[str, Any]) -> dict[str, Any]:
+    """What the profile API shows of a stored state: derived profile plus the raw journey."""
+    journey = state.get("journey")
+    derived = None
+    if journey:
+        j = CustomerJourney.from_dict(journey)
+        derived = profile(j, max(j.last_seen, processing_now()), journey_config)
+    return {
+        "customer_key": key,
+        "profile": derived,
+        "journey": journey,
+        "identity": state.get("identity"),
+        "abandonment": state.get("abandonment"),
+    }
+
+
+def processing_now() -> float:
+    """The worker's processing time: the latest partition clock (wall time when live)."""
+    clocks = [c.now() for c in deadlines.clocks.values()]
+    if settings.clock == "live":
+        clocks.append(time.time())
+    return max(clocks, default=0.0)
+
+
+def orders_by_path() -> dict[str, float]:
+    """Placed orders by purchase path counted by this worker since it started."""
+    return {path: value for (path,), value in metrics.totals(metrics.ORDERS).items()}
+
+
+def abandonment_view() -> dict[str, Any]:
+    """Abandonments fired and recovered by kind, and the recovery rate (this worker)."""
+    fired = {kind: int(v) for (kind,), v in metrics.totals(metrics.ABANDONMENTS).items()}
+    recovered = {kind: int(v) for (kind,), v in metrics.totals(metrics.RECOVERIES).items()}
+    return {
+        kind: {
+            "abandoned": fired.get(kind, 0),
+            "recovered": recovered.get(kind, 0),
+            "recovery_rate": round(recovered.get(kind, 0) / fired[kind], 4)
+            if fired.get(kind)
+            else None,
+        }
+        for kind in ("cart", "browse")
+    }
+
+
+@app.page("/segments")
+class Segments(web.View):
+    """Customers by segment and the live KPIs of this worker's partitions."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """The operations view (counts over the customers this worker owns)."""
+        if not authorized(request):
+            return self.error(401, "missing or wrong bearer token")
+        journeys = [s.journey for s in customer_table.local_states() if s.journey is not None]
+        view = operations_view(journeys, processing_now(), orders_by_path(), journey_config)
+        for segment in SEGMENTS:
+            metrics.CUSTOMERS.labels(segment).set(view["segments"].get(segment, 0))
+        view["abandonment"] = abandonment_view()
+        view["partitions"] = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == input_channel.topics[0]
+        )
+        return self.bytes(orjson.dumps(view), content_type="application/json")
+
+
+def experiments_now() -> dict[str, Any]:
+    """The experiment report from this worker's decision and conversion counters."""
+    return experiment_report(
+        metrics.totals(metrics.RECOMMENDATIONS),
+        metrics.totals(metrics.CONVERSIONS),
+        metrics.totals(metrics.ATTRIBUTED_REVENUE),
+    )
+
+
+@app.page("/experiments")
+class Experiments(web.View):
+    """Decisions, conversions, revenue and uplift versus holdout, per strategy and arm."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """This worker's experiment report (counts since it started)."""
+        if not authorized(request):
+            return self.error(401, "missing or wrong bearer token")
+        body = orjson.dumps({"strategies": experiments_now()})
+        return self.bytes(body, content_type="application/json")
+
+
+@app.page("/dashboard")
+class Dashboard(web.View):
+    """The customer-operations page (plain HTML/JS, polling the JSON views)."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """The page; with a token set, `?token=` or the bearer header is required."""
+        if not authorized(request, query_token=True):
+            return self.error(401, "missing or wrong bearer token")
+        return self.html((DASHBOARD / "index.html").read_text(encoding="utf-8"))
+
+
+@app.page("/dashboard/static/{name}")
+class DashboardAsset(web.View):
+    """The page's script, style and vendored chart library (no data, no token needed)."""
+
+    async def get(self, request: web.Request, name: str) -> web.Response:
+        """One of the known asset files."""
+        asset = ASSETS.get(name)
+        if asset is None:
+            return self.error(404, "unknown asset")
+        path, content_type = asset
+        return self.bytes(path.read_bytes(), content_type=content_type)
