@@ -13,6 +13,21 @@ that the flow stop of a rebalance kept from being handed over does not count as 
 moved the read offset past it, so its re-fetch was dropped as already read and the partition's
 commits stalled behind it).
 
+Three races around a rebalance are closed here as well (each lost or stalled a partition in the
+reliability tests):
+- Faust resumes the stream partitions before it seeks them to their committed offsets, and the
+  seek awaits the broker: records delivered in between, and acks recorded for them, were mixed
+  with the seek's offsets (a delivery finishing after the seek overwrote its read offset, so
+  the re-read records were dropped as already read, and a commit finishing after it put back an
+  older committed offset: the partition's commits stopped behind a gap that never closed). Now
+  nothing is delivered while a seek runs, a delivery that spans a seek does not count as read,
+  the acks from before the seek are dropped (the seek re-reads those records), and a commit
+  that spans a seek does not overwrite the offsets the seek read.
+- A partition that was under buffer pressure before a rebalance stayed in Faust's set of
+  "buffered" partitions, which `getmany` delivers even while paused: its records reached the
+  agent while the table was still being restored. Pausing now clears that mark, and paused
+  partitions are never delivered.
+
 Faust 0.15 hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer. A broker that
 answers a waiting fetch only when the wait expires (Tansu does) then adds up to 1.5 s to every
 event's latency. These classes set the wait from the settings instead.
@@ -58,6 +73,7 @@ class Consumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        paused = self._paused_partitions
         # tp -> (read offset, offset that jumped, times seen right after a seek)
         rewound: dict[TP, tuple[int, int, int]] = {}
         since_yield = 0
@@ -70,6 +86,10 @@ class Consumer(faust_aiokafka.Consumer):
                     continue
                 sought: set[TP] = set()  # seek at most once per partition and fetch
                 async for tp, message in ait:
+                    if self._seeking:
+                        break  # not read: the seek re-reads it
+                    if tp in paused:
+                        continue  # not read: the seek that ends the pause re-reads it
                     since_yield += 1
                     if since_yield > 100:
                         await asyncio.sleep(0)
@@ -106,12 +126,15 @@ class Consumer(faust_aiokafka.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    epoch = self._seek_epoch
                     delivery = callback(message)
                     result = await self.wait_first(delivery, self.suspend_flow.wait())
                     if delivery not in result.done:
                         # the flow stopped (rebalance, shutdown) before the message was handed
                         # over: it was not read; the rest of this fetch is read again later
                         break
+                    if epoch != self._seek_epoch:
+                        break  # a seek ran meanwhile: its read offset stands
                     read_offset[tp] = offset
                 self.diag.unset_flag(FETCHING)
         except self.consumer_stopped_errors:
@@ -124,6 +147,66 @@ class Consumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(FETCHING)
+
+    _seek_epoch: int = 0
+    _seeking: bool = False
+    _seeked: dict[TP, int | None] = {}
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets with delivery held, and forget acks from before it."""
+        self._seeking = True
+        self._seek_epoch += 1
+        try:
+            await super().perform_seek()
+            seeked = {
+                tp: self._committed_offset.get(tp)
+                for tp in self.assignment()
+                if not self._is_changelog_tp(tp)
+            }
+            fresh = [tp for tp, off in seeked.items() if off is None]
+            if fresh:
+                # nothing committed yet: read from the start, like the group's offset reset
+                await self._thread.seek_to_beginning(
+                    *(TopicPartition(tp.topic, tp.partition) for tp in fresh)
+                )
+            for tp in seeked:
+                # the records those acks were for are read again from the committed offset
+                self._acked.pop(tp, None)
+                self._acked_index.pop(tp, None)
+                self._gap.pop(tp, None)
+            self._seeked = seeked
+        finally:
+            self._seek_epoch += 1
+            self._seeking = False
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Seek one partition; a delivery in flight does not move its read offset past it."""
+        self._seek_epoch += 1
+        await super().seek(partition, offset)
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        """Commit; if a seek ran meanwhile, keep the committed offsets it read."""
+        epoch = self._seek_epoch
+        done = await super()._commit_offsets(offsets, start_new_transaction)
+        if epoch != self._seek_epoch:
+            for tp in offsets:
+                if tp in self._seeked:
+                    self._committed_offset[tp] = self._seeked[tp]
+        return done
+
+    def pause_partitions(self, tps: Any) -> None:
+        """Pause; a paused partition is no longer "buffered" (Faust delivers those)."""
+        super().pause_partitions(tps)
+        self._buffered_partitions.difference_update(self._paused_partitions)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        """Resume fetching after buffer pressure, unless the partition is paused."""
+        if tp in self._paused_partitions:
+            self._buffered_partitions.discard(tp)
+            return
+        super().on_buffer_drop(tp)
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         """Commit; say so when the broker refused (Faust drops that silently)."""
