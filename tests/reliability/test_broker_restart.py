@@ -122,7 +122,7 @@ def drain(d: Deployment, produced: dict[TopicPartition, int]) -> None:
     """streams.process._drain, tried again when an end could not be confirmed in time."""
     for attempt in range(3):
         try:
-            asyncio.run(_drain(d.bootstrap, d.settings, d.names, produced, PARTITIONS, 300))
+            asyncio.run(_drain(d.bootstrap, d.settings, d.names, produced, PARTITIONS, 150))
             return
         except TimeoutError as exc:  # only the 5 s end confirmation; a second flush is harmless
             if attempt == 2 or "could not confirm" not in str(exc):

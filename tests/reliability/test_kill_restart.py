@@ -180,7 +180,7 @@ def test_state_and_outputs_match_reference(deployment: Any, scenario: str) -> No
     driver.start()
     what = SCENARIOS[scenario](d, random.Random(5))
     driver.join()
-    asyncio.run(_drain(d.bootstrap, d.settings, d.names, produced, PARTITIONS, 300))
+    asyncio.run(_drain(d.bootstrap, d.settings, d.names, produced, PARTITIONS, 150))
     elapsed = time.time() - started
 
     expected_journeys, expected_ids = reference(events, JourneyConfig())
