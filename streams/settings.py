@@ -48,6 +48,10 @@ class Settings:
     commit_interval_s: float = 1.0
     batch_max_events: int = 2000
     batch_within_s: float = 0.01
+    # RocksDB memory per partition database (Faust's defaults: 64 MiB x 3 write buffers and a
+    # 2 GiB block cache per partition, which let RSS grow with the volume of state written)
+    rocksdb_write_buffer_mb: int = 16
+    rocksdb_block_cache_mb: int = 16
     # input limits
     max_payload_bytes: int = 65_536
     future_tolerance_s: float = 300.0
@@ -91,6 +95,8 @@ class Settings:
             raise SettingsError("JOURNEYSTREAM_PARTITIONS must be >= 1")
         if not 0 < self.web_port < 65536:
             raise SettingsError("JOURNEYSTREAM_WEB_PORT must be a TCP port")
+        if self.rocksdb_write_buffer_mb < 1 or self.rocksdb_block_cache_mb < 1:
+            raise SettingsError("JOURNEYSTREAM_ROCKSDB_*_MB must be >= 1")
         if not 0.0 <= self.experiment_holdout < 1.0:
             raise SettingsError("JOURNEYSTREAM_EXPERIMENT_HOLDOUT must be in [0, 1)")
         if self.clock not in ("live", "event"):

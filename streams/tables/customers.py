@@ -18,6 +18,11 @@ customers = app.Table(
     value_type=bytes,  # bytes => Faust's "raw" codec; values are orjson of the state
     partitions=settings.partitions,
     help="Composite customer state (journey, identity, dedupe, abandonment, recommend).",
+    options={
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+    },
 )
 
 
