@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint format typecheck bench venv browser clean
+.PHONY: demo test unit lint format typecheck bench million hitrate venv browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run --output BENCHMARKS.md --events 100000
+
+# one worker, 1M new customers: peak RSS, state size, local restart, restore from the changelog
+million: $(STAMP)
+	$(BIN)/python -m bench.million --customers 1000000 --update BENCHMARKS.md
 
 hitrate: $(STAMP)
 	$(BIN)/python -m bench.hitrate --update BENCHMARKS.md
