@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import cases
-from bench.hitrate import log
 from bench.measure import disk_mb, memory_mb, pid_of, time_group
 from bench.workloads import first_touch_events
 from streams.broker import EmbeddedBroker, free_port
@@ -33,6 +32,12 @@ from streams.worker import WorkerProcess
 BEGIN = "<!-- kept-section: million -->"
 END = "<!-- /kept-section: million -->"
 RESTORE_TIMEOUT = 1800.0
+
+
+def log(message: str) -> None:
+    """Progress on stderr."""
+    sys.stderr.write(f"[million {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
