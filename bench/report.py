@@ -513,21 +513,19 @@ def _not_measured(args: argparse.Namespace, results: Any) -> list[str]:
     if skipped:
         lines.append(f"- Not selected in this run (`--only`): {', '.join(skipped)}.")
     lines += [
-        "- No figure at 1M customers: peak RSS there is a projection from smaller counts of "
-        "new customers with one event each (the smallest state a customer can have).",
-        "- Memory caveat: `streams/app.py` leaves Faust's RocksDB options at their defaults "
-        "(faust/stores/rocksdb.py): per partition database a 64 MiB write buffer (up to 3 of "
-        "them) and block caches of up to 2 GiB + 500 MiB compressed. With 4 partitions per "
-        "worker these limits allow well over 400 MiB, so peak RSS follows the volume of state "
-        "writes and these limits more than the customer count; the straight-line projection "
-        "is a rough guide, not a bound.",
+        "- The 1M-customer figures (peak RSS, local restart, restore from the changelog) are "
+        "measured by `make million` (its own section below, one run); the projection in the "
+        "targets table is a straight line through the smaller `rss` runs.",
+        "- Memory: RocksDB is limited per partition database by "
+        "`JOURNEYSTREAM_ROCKSDB_WRITE_BUFFER_MB` (16, two buffers at most) and "
+        "`JOURNEYSTREAM_ROCKSDB_BLOCK_CACHE_MB` (16); Faust's defaults (64 MiB x 3 write "
+        "buffers, a 2 GiB block cache) let RSS follow the volume of state written.",
         "- Only the embedded Tansu broker (memory storage) was used; a real Kafka cluster "
         "would change every figure (Tansu has no idempotent producer, see README.md).",
         "- Latency was measured at 1k ev/s (3 runs) and, once each, at 100 ev/s and with a "
         "10 ms fetch wait, each on a fresh broker of its own with a single worker: not under "
         "a full-throughput load, not with 2 workers, not with REES46-shaped traffic (only "
         "first touches of new customers yield a transition for every event).",
-        "- Recovery from the changelog without local state (a new machine) was not timed.",
         "- Exactly-once is not compared: journeystream is at-least-once (Tansu cannot run "
         "transactional producers); Quix ran at-least-once too.",
         "",
