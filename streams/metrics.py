@@ -131,6 +131,12 @@ UPLIFT = Gauge(
 REBALANCES = Counter(
     "rebalances", "Partition rebalances seen by this worker.", namespace=_NS, registry=REGISTRY
 )
+STALLED_COMMITS = Counter(
+    "stalled_commits",
+    "Partitions read again from their committed offset because commits stopped behind a gap.",
+    namespace=_NS,
+    registry=REGISTRY,
+)
 RECOVERY_REMAINING = Gauge(
     "recovery_remaining_records",
     "Changelog records still to restore before the worker is recovered.",

@@ -28,6 +28,11 @@ reliability tests):
   agent while the table was still being restored. Pausing now clears that mark, and paused
   partitions are never delivered.
 
+And a last guard: a partition whose acks start more than one past its committed offset, with
+nothing in flight below them, is a partition Faust will never commit again. Seen twice in a
+row (a few seconds apart) it is read again from its committed offset (the per-customer dedupe
+absorbs what had been processed) and counted in `journeystream_stalled_commits_total`.
+
 Faust 0.15 hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer. A broker that
 answers a waiting fetch only when the wait expires (Tansu does) then adds up to 1.5 s to every
 event's latency. These classes set the wait from the settings instead.
@@ -44,7 +49,9 @@ from aiokafka import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING as FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode import Service
 
+from streams import metrics
 from streams.recovery import confirmed_ends
 
 
@@ -147,6 +154,54 @@ class Consumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(FETCHING)
+
+    stall_check_s: ClassVar[float] = 2.0
+
+    @Service.task
+    async def _unstick_commits(self) -> None:
+        """Read a partition again from its committed offset when its commits stopped."""
+        seen: dict[TP, tuple[int, int]] = {}
+        while not self.should_stop:
+            await self.sleep(self.stall_check_s)
+            if not self.flow_active or self.app.rebalancing or self._seeking:
+                seen.clear()
+                continue
+            stuck = self.stuck_partitions()
+            for tp, where in stuck.items():
+                if seen.get(tp) != where:
+                    continue
+                committed, head = where
+                self.log.warning(
+                    "commits of %s[%d] stopped at %d (acks start at %d, nothing in flight "
+                    "below): reading from %d again",
+                    tp.topic,
+                    tp.partition,
+                    committed,
+                    head,
+                    committed,
+                )
+                metrics.STALLED_COMMITS.inc()
+                await self.seek(tp, committed)
+            seen = stuck
+
+    def stuck_partitions(self) -> dict[TP, tuple[int, int]]:
+        """Partitions whose acks start past committed + 1 with nothing in flight below them."""
+        in_flight: dict[TP, list[int]] = {}
+        for message in list(self._unacked_messages):
+            if not message.acked:
+                in_flight.setdefault(message.tp, []).append(message.offset)
+        stuck: dict[TP, tuple[int, int]] = {}
+        for tp, acked in list(self._acked.items()):
+            committed = self._committed_offset.get(tp)
+            if not acked or not committed or self._is_changelog_tp(tp):
+                continue
+            head = min(acked)
+            if head - committed <= 1:
+                continue
+            if any(committed <= off < head for off in in_flight.get(tp, ())):
+                continue
+            stuck[tp] = (committed, head)
+        return stuck
 
     _seek_epoch: int = 0
     _seeking: bool = False
