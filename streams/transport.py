@@ -29,9 +29,10 @@ reliability tests):
   partitions are never delivered.
 
 And a last guard: a partition whose acks start more than one past its committed offset, with
-nothing in flight below them, is a partition Faust will never commit again. Seen twice in a
-row (a few seconds apart) it is read again from its committed offset (the per-customer dedupe
-absorbs what had been processed) and counted in `journeystream_stalled_commits_total`.
+nothing in flight below them, is a partition Faust will never commit again; so is one whose
+committed offset has not moved for 8 s while the broker holds records past it. Either is read
+again from its committed offset (the per-customer dedupe absorbs what had been processed) and
+counted in `journeystream_stalled_commits_total`.
 
 Faust 0.15 hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer. A broker that
 answers a waiting fetch only when the wait expires (Tansu does) then adds up to 1.5 s to every
@@ -41,6 +42,7 @@ event's latency. These classes set the wait from the settings instead.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -156,33 +158,55 @@ class Consumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(FETCHING)
 
     stall_check_s: ClassVar[float] = 2.0
+    stall_after_s: ClassVar[float] = 8.0
 
     @Service.task
     async def _unstick_commits(self) -> None:
         """Read a partition again from its committed offset when its commits stopped."""
-        seen: dict[TP, tuple[int, int]] = {}
+        gaps: dict[TP, tuple[int, int]] = {}
+        still: dict[TP, tuple[int, float]] = {}  # committed offset, since when
         while not self.should_stop:
             await self.sleep(self.stall_check_s)
             if not self.flow_active or self.app.rebalancing or self._seeking:
-                seen.clear()
+                gaps.clear()
+                still.clear()
                 continue
+            now = time.monotonic()
             stuck = self.stuck_partitions()
-            for tp, where in stuck.items():
-                if seen.get(tp) != where:
+            for tp, (committed, head) in stuck.items():
+                if gaps.get(tp) == (committed, head):
+                    await self.read_again(tp, committed, f"acks start at {head}")
+                    still.pop(tp, None)
+            gaps = stuck
+            for tp in self.assignment():
+                if self._is_changelog_tp(tp) or tp in self._paused_partitions:
                     continue
-                committed, head = where
-                self.log.warning(
-                    "commits of %s[%d] stopped at %d (acks start at %d, nothing in flight "
-                    "below): reading from %d again",
-                    tp.topic,
-                    tp.partition,
-                    committed,
-                    head,
-                    committed,
-                )
-                metrics.STALLED_COMMITS.inc()
-                await self.seek(tp, committed)
-            seen = stuck
+                committed = self._committed_offset.get(tp)
+                end = self.highwater(tp)
+                if not committed or end is None or end <= committed:
+                    still.pop(tp, None)
+                    continue
+                before = still.get(tp)
+                if before is None or before[0] != committed:
+                    still[tp] = (committed, now)
+                elif now - before[1] >= self.stall_after_s:
+                    await self.read_again(tp, committed, f"not moved for {now - before[1]:.0f} s")
+                    still[tp] = (committed, now)
+
+    async def read_again(self, tp: TP, committed: int, why: str) -> None:
+        """Seek a stalled partition back to its committed offset (and fetch it again)."""
+        self.log.warning(
+            "commits of %s[%d] stopped at %d (%s): reading from %d again",
+            tp.topic,
+            tp.partition,
+            committed,
+            why,
+            committed,
+        )
+        metrics.STALLED_COMMITS.inc()
+        self._buffered_partitions.discard(tp)
+        self._get_active_partitions().add(tp)
+        await self.seek(tp, committed)
 
     def stuck_partitions(self) -> dict[TP, tuple[int, int]]:
         """Partitions whose acks start past committed + 1 with nothing in flight below them."""
