@@ -97,7 +97,7 @@ class Consumer(faust_aiokafka.Consumer):
                 async for tp, message in ait:
                     if self._seeking:
                         break  # not read: the seek re-reads it
-                    if tp in paused:
+                    if tp in paused or tp in self._unseeked:
                         continue  # not read: the seek that ends the pause re-reads it
                     since_yield += 1
                     if since_yield > 100:
@@ -229,6 +229,7 @@ class Consumer(faust_aiokafka.Consumer):
 
     _seek_epoch: int = 0
     _seeking: bool = False
+    _unseeked: frozenset[TP] = frozenset()
     _seeked: dict[TP, int | None] = {}
 
     async def perform_seek(self) -> None:
@@ -254,6 +255,7 @@ class Consumer(faust_aiokafka.Consumer):
                 self._acked_index.pop(tp, None)
                 self._gap.pop(tp, None)
             self._seeked = seeked
+            self._unseeked = frozenset()
         finally:
             self._seek_epoch += 1
             self._seeking = False
@@ -261,6 +263,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def seek(self, partition: TP, offset: int) -> None:
         """Seek one partition; a delivery in flight does not move its read offset past it."""
         self._seek_epoch += 1
+        self._unseeked = self._unseeked - {partition}
         await super().seek(partition, offset)
 
     async def _commit_offsets(
@@ -274,6 +277,16 @@ class Consumer(faust_aiokafka.Consumer):
                 if tp in self._seeked:
                     self._committed_offset[tp] = self._seeked[tp]
         return done
+
+    def resume_partitions(self, tps: Any) -> None:
+        """Resume; a stream partition delivers nothing until the seek to its committed offset.
+
+        Faust resumes the stream partitions and then starts the seek as a new task: in between,
+        the fetcher could hand over records from the old fetch position.
+        """
+        tpset = {TP(tp.topic, tp.partition) for tp in tps}
+        self._unseeked = self._unseeked | {tp for tp in tpset if not self._is_changelog_tp(tp)}
+        super().resume_partitions(tps)
 
     def pause_partitions(self, tps: Any) -> None:
         """Pause; a paused partition is no longer "buffered" (Faust delivers those)."""
