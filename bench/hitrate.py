@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from bench.report import update_kept_section
 from recommend import evaluation as ev
 from replay.adapters import sort_key
 
@@ -223,18 +224,6 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def update_report(path: Path, section: str) -> None:
-    """Replace the section between its markers in `path` (append it when absent)."""
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _old, tail = rest.split(END, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + section
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation and print (or write) the section."""
     args = parse_args(argv)
@@ -261,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = baselines(baskets)
     section = render(command, baskets, ours, rows, time.monotonic() - started)
     if args.update is not None:
-        update_report(args.update, section)
+        update_kept_section(args.update, section)
         log(f"wrote the section into {args.update}")
     else:
         sys.stdout.write(section)

@@ -25,6 +25,7 @@ from typing import Any
 
 from bench import cases
 from bench.measure import disk_mb, memory_mb, pid_of, time_group
+from bench.report import update_kept_section
 from bench.workloads import first_touch_events
 from streams.broker import EmbeddedBroker, free_port
 from streams.worker import WorkerProcess
@@ -157,18 +158,6 @@ def render(out: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_report(path: Path, section: str) -> None:
-    """Replace the kept section in `path` (append it when absent)."""
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _old, tail = rest.split(END, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure and print (or write) the section."""
     args = parse_args(argv)
@@ -178,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     log(json.dumps(out))
     section = render(out, command)
     if args.update:
-        update_report(args.update, section)
+        update_kept_section(args.update, section)
     else:
         print(section)
     return 0

@@ -169,6 +169,22 @@ def kept_sections(path: Path) -> list[str]:
     return [m.group(0) for m in KEPT_SECTION.finditer(text)]
 
 
+def update_kept_section(path: Path, section: str) -> None:
+    """Replace a kept section (named by its opening marker) in `path`; append it when absent."""
+    name = re.match(r"<!-- kept-section: ([\w-]+) -->", section)
+    if name is None:
+        raise ValueError("a kept section starts with its <!-- kept-section: NAME --> marker")
+    begin, end = name.group(0), f"<!-- /kept-section: {name.group(1)} -->"
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _old, tail = rest.split(end, 1)
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    path.write_text(text)
+
+
 def _figures(
     args: argparse.Namespace,
     results: Any,

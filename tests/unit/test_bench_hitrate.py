@@ -9,9 +9,8 @@ from bench.hitrate import (
     END,
     basket_recommendations,
     recommendations_by_order,
-    update_report,
 )
-from bench.report import kept_sections
+from bench.report import kept_sections, update_kept_section
 from recommend.evaluation import Basket
 
 
@@ -33,8 +32,8 @@ def test_recommendations_map_to_orders_through_their_purchase_transition() -> No
 def test_section_is_replaced_in_place_and_kept_by_the_report(tmp_path: Path) -> None:
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# benchmarks\n\nbody\n")
-    update_report(path, f"{BEGIN}\n## old\n{END}\n")
-    update_report(path, f"{BEGIN}\n## new\n{END}\n")
+    update_kept_section(path, f"{BEGIN}\n## old\n{END}\n")
+    update_kept_section(path, f"{BEGIN}\n## new\n{END}\n")
     assert path.read_text() == f"# benchmarks\n\nbody\n\n{BEGIN}\n## new\n{END}\n"
     assert kept_sections(path) == [f"{BEGIN}\n## new\n{END}"]
     assert kept_sections(tmp_path / "absent.md") == []
