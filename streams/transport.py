@@ -76,75 +76,35 @@ class Consumer(faust_aiokafka.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's drain loop, except that a jump in offsets is re-read instead of acked."""
-        callback = self.callback
+        """Faust's drain loop, except that a jump in offsets is re-read instead of acked.
+
+        Faust races every single message's delivery against the flow stop (`wait_first`: four
+        tasks and an `asyncio.wait` per message, about a third of a no-op agent's CPU). Here
+        one `wait_first` covers a whole fetch: `_deliver` hands the fetch's messages over one
+        after the other, and a flow stop cancels it at the message it was delivering (that
+        message and the rest of the fetch are not read, as before).
+        """
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        paused = self._paused_partitions
         # tp -> (read offset, offset that jumped, times seen right after a seek)
         rewound: dict[TP, tuple[int, int, int]] = {}
-        since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(FETCHING)
                 ait = self.getmany(timeout=1.0)
-                await self.sleep(0)
+                # the fetch itself (and the seek getmany runs when the flow is stopped) stays
+                # outside the cancellable delivery: cancelled, it would lose fetched records
+                # or leave a seek half done; after its first record getmany no longer awaits
+                try:
+                    first = await ait.__anext__()
+                except StopAsyncIteration:
+                    continue
                 if self.should_stop:
                     continue
-                sought: set[TP] = set()  # seek at most once per partition and fetch
-                async for tp, message in ait:
-                    if self._seeking:
-                        break  # not read: the seek re-reads it
-                    if tp in paused or tp in self._unseeked:
-                        continue  # not read: the seek that ends the pause re-reads it
-                    since_yield += 1
-                    if since_yield > 100:
-                        await asyncio.sleep(0)
-                        since_yield = 0
-                    offset = message.offset
-                    r_offset = read_offset.get(tp)
-                    if r_offset is not None and offset < r_offset:
-                        continue  # already delivered
-                    if r_offset is not None and offset > r_offset + 1:
-                        if tp in sought:
-                            continue
-                        sought.add(tp)
-                        before = rewound.get(tp)
-                        seen = before[2] + 1 if before and before[:2] == (r_offset, offset) else 1
-                        if seen < 3:
-                            # a fetch from before a seek (or a seek lost to one): read again
-                            if seen == 1 and (before is None or before[0] != r_offset):
-                                self.log.warning(
-                                    "offsets jumped from %d to %d in %s[%d]: reading them again",
-                                    r_offset,
-                                    offset,
-                                    tp.topic,
-                                    tp.partition,
-                                )
-                            rewound[tp] = (r_offset, offset, seen)
-                            await self._seek(tp, r_offset)
-                            continue
-                        # the same jump three times right after a seek: the offsets do not exist
-                        del rewound[tp]
-                        if acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                    rewound.pop(tp, None)
-                    commit_every = self._commit_every
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    epoch = self._seek_epoch
-                    delivery = callback(message)
-                    result = await self.wait_first(delivery, self.suspend_flow.wait())
-                    if delivery not in result.done:
-                        # the flow stopped (rebalance, shutdown) before the message was handed
-                        # over: it was not read; the rest of this fetch is read again later
-                        break
-                    if epoch != self._seek_epoch:
-                        break  # a seek ran meanwhile: its read offset stands
-                    read_offset[tp] = offset
+                # not done: the flow stopped (rebalance, shutdown) mid-fetch; the message being
+                # handed over and the rest of the fetch were not read, and are read again later
+                delivery = self._deliver(_prepend(first, ait), rewound)
+                await self.wait_first(delivery, self.suspend_flow.wait())
                 self.diag.unset_flag(FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -156,6 +116,61 @@ class Consumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(FETCHING)
+
+    async def _deliver(self, ait: Any, rewound: dict[TP, tuple[int, int, int]]) -> None:
+        """Hand over the messages of one fetch (the body of Faust's drain loop)."""
+        callback = self.callback
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        paused = self._paused_partitions
+        since_yield = 0
+        sought: set[TP] = set()  # seek at most once per partition and fetch
+        async for tp, message in ait:
+            if self._seeking:
+                break  # not read: the seek re-reads it
+            if tp in paused or tp in self._unseeked:
+                continue  # not read: the seek that ends the pause re-reads it
+            since_yield += 1
+            if since_yield > 100:
+                await asyncio.sleep(0)
+                since_yield = 0
+            offset = message.offset
+            r_offset = read_offset.get(tp)
+            if r_offset is not None and offset < r_offset:
+                continue  # already delivered
+            if r_offset is not None and offset > r_offset + 1:
+                if tp in sought:
+                    continue
+                sought.add(tp)
+                before = rewound.get(tp)
+                seen = before[2] + 1 if before and before[:2] == (r_offset, offset) else 1
+                if seen < 3:
+                    # a fetch from before a seek (or a seek lost to one): read again
+                    if seen == 1 and (before is None or before[0] != r_offset):
+                        self.log.warning(
+                            "offsets jumped from %d to %d in %s[%d]: reading them again",
+                            r_offset,
+                            offset,
+                            tp.topic,
+                            tp.partition,
+                        )
+                    rewound[tp] = (r_offset, offset, seen)
+                    await asyncio.shield(self._seek(tp, r_offset))  # never half done
+                    continue
+                # the same jump three times right after a seek: the offsets do not exist
+                del rewound[tp]
+                if acks_enabled_for(message.topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
+            rewound.pop(tp, None)
+            commit_every = self._commit_every
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await asyncio.shield(self.commit())  # never half done
+            epoch = self._seek_epoch
+            await callback(message)
+            if epoch != self._seek_epoch:
+                break  # a seek ran meanwhile: its read offset stands
+            read_offset[tp] = offset
 
     stall_check_s: ClassVar[float] = 2.0
     stall_after_s: ClassVar[float] = 8.0
@@ -337,6 +352,13 @@ class Consumer(faust_aiokafka.Consumer):
                 "broker under-reported %d partition ends; using fetched ends", len(lagging)
             )
         return ends
+
+
+async def _prepend(first: Any, rest: Any) -> Any:
+    """`first`, then what `rest` yields (an async generator)."""
+    yield first
+    async for item in rest:
+        yield item
 
 
 class Transport(faust_aiokafka.Transport):
