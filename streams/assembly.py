@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams import transport
+from streams.batching import BatchingStream
 from streams.security import broker_credentials
 from streams.settings import Settings
 
@@ -14,8 +16,10 @@ from streams.settings import Settings
 class JourneyApp(faust.App):
     """faust.App using journeystream's transport (configurable consumer fetch wait)."""
 
-    def _new_transport(self) -> transport.Transport:
-        return transport.Transport(self.conf.broker_consumer, self)
+    transport_class: type[faust_aiokafka.Transport] = transport.Transport
+
+    def _new_transport(self) -> faust_aiokafka.Transport:
+        return self.transport_class(self.conf.broker_consumer, self)
 
 
 def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
@@ -42,6 +46,7 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
         producer_max_batch_size=settings.producer_max_batch_bytes,
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
+        Stream=BatchingStream,  # take_events hands over what is queued (streams/batching.py)
         table_standby_replicas=0,
         # safe to keep on: changelog ends are confirmed by a fetch (streams/recovery.py)
         recovery_consistency_check=True,

@@ -127,9 +127,8 @@ async def process_batch(events: list[EventT]) -> None:
     internal_topic = names(topics.INTERNAL)
     last_of_partition: dict[int, EventT] = {}
     for partition in {e.message.partition for e in events} - deadlines.built:
-        # first batch of a partition since it was assigned (start, restart, rebalance): index
-        # the deadlines restored with its state, in every clock mode
-        deadlines.rebuild(partition, customer_table.partition_items(partition))
+        # first batch of a partition since it was assigned (start, restart, rebalance)
+        index_partition(partition)
     for event in events:
         msg = event.message
         _current_event.set(weakref.ref(event))
@@ -198,6 +197,11 @@ async def process_batch(events: list[EventT]) -> None:
     if events:
         metrics.EVENT_TO_OUTPUT.observe(max(0.0, time.time() - events[0].message.timestamp))
         metrics.LAST_EVENT.set(events[-1].message.timestamp)
+
+
+def index_partition(partition: int) -> None:
+    """A partition (re)assigned: index the deadlines restored with its state (every clock)."""
+    deadlines.rebuild(partition, customer_table.partition_items(partition))
 
 
 def forget(batch: Batch, key: bytes, event: EventT) -> None:
@@ -270,7 +274,7 @@ async def deadline_timer() -> None:
         tp.partition for tp in app.consumer.assignment() if tp.topic == names(topics.INTERNAL)
     }
     for partition in assigned - deadlines.built:
-        deadlines.rebuild(partition, customer_table.partition_items(partition))
+        index_partition(partition)
     for partition in assigned:
         due = deadlines.earliest(partition)
         if due is None or partition in deadlines.ticking:
