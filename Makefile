@@ -40,7 +40,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m bench.run --output BENCHMARKS.md --events 100000
+	$(BIN)/python -m bench.run --output BENCHMARKS.md
 
 # one worker, 1M new customers: peak RSS, state size, local restart, restore from the changelog
 million: $(STAMP)

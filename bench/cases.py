@@ -161,16 +161,21 @@ def raw_aiokafka(inp: Input) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 2. no-op Faust
 
 
-def noop_faust(inp: Input, workdir: Path, run_id: str) -> dict[str, Any]:
-    """The no-op Faust agent: group throughput, and its own first-to-last batch timing."""
-    settings = worker_settings(inp, f"noop-{run_id}", workdir / f"noop-{run_id}")
-    result = workdir / f"noop-{run_id}.json"
-    proc = ModuleProcess(
-        "bench.noop_app",
-        settings,
-        workdir / f"noop-{run_id}.log",
-        {"BENCH_EXPECTED": str(inp.events), "BENCH_RESULT": str(result)},
-    ).start()
+def noop_faust(inp: Input, workdir: Path, run_id: str, *, stock: bool = False) -> dict[str, Any]:
+    """The no-op Faust agent: group throughput, and its own first-to-last batch timing.
+
+    `stock`: Faust's own drain loop and `take_events` (the stock ceiling); else journeystream's.
+    """
+    name = f"noop{'-stock' if stock else ''}-{run_id}"
+    # Faust's own take_events with within=0 waits for a full batch forever: the old 10 ms
+    settings = worker_settings(
+        inp, name, workdir / name, **({"batch_within_s": 0.01} if stock else {})
+    )
+    result = workdir / f"{name}.json"
+    env = {"BENCH_EXPECTED": str(inp.events), "BENCH_RESULT": str(result)}
+    if stock:
+        env["BENCH_FAUST_STOCK"] = "1"
+    proc = ModuleProcess("bench.noop_app", settings, workdir / f"{name}.log", env).start()
     try:
         proc.wait_ready(timeout=READY_TIMEOUT)
         timing = asyncio.run(
@@ -187,6 +192,7 @@ def noop_faust(inp: Input, workdir: Path, run_id: str) -> dict[str, Any]:
         if result.exists():
             own = orjson.loads(result.read_bytes())
             out["self_rate"] = own["events"] / own["seconds"]
+            out["mean_batch"] = own["events"] / max(1, own.get("batches", 0))
         return out
     finally:
         proc.stop()
@@ -307,6 +313,7 @@ def quix(inp: Input, workdir: Path, run_id: str, *, stateful: bool) -> dict[str,
         if result.exists():
             own = orjson.loads(result.read_bytes())
             out["self_rate"] = own["events"] / own["seconds"]
+            out["mean_batch"] = own["events"] / max(1, own.get("batches", 0))
         out["rss_mb"] = memory_mb(pid_of(proc))["VmHWM"]
         return out
     except BenchError as exc:

@@ -6,6 +6,11 @@ with ``stream.take_events(batch_max_events, within=batch_within_s)`` and does no
 them, through journeystream's transport subclass (`streams.transport.Transport`) and the
 same consumer, producer and commit settings as `streams.app.create_app`. No table.
 
+With BENCH_FAUST_STOCK=1 it runs Faust's own consumer drain loop and `Stream.take_events`
+instead of journeystream's (`streams.transport.Consumer._drain_messages`,
+`streams.batching.BatchingStream`); only the fetch wait stays journeystream's (Faust's
+hard-coded 1.5 s would time the broker, not Faust). That is the stock Faust ceiling.
+
 `/ready` answers 200 like the worker's (assigned, not rebalancing, recovery complete). With
 BENCH_EXPECTED and BENCH_RESULT set it also times itself: first batch to the batch that
 brings the count to BENCH_EXPECTED, written as JSON to BENCH_RESULT.
@@ -19,18 +24,39 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faust
 import orjson
 from faust import web
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams import topics
+from streams import topics, transport
 from streams.assembly import create_app
 from streams.settings import Settings
 from streams.topics import TopicNames
 
 settings = Settings.from_env()
 names = TopicNames(settings.topic_prefix)
+STOCK = os.environ.get("BENCH_FAUST_STOCK") == "1"
+
+
+class StockConsumer(faust_aiokafka.Consumer):
+    """Faust's own aiokafka consumer, drain loop included; only the fetch wait is ours."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return transport.ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class StockTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with StockConsumer."""
+
+    Consumer = StockConsumer
+
+
 # the worker's own Faust options and transport (streams.assembly), minus tables and agents
-app = create_app(settings, store="memory://", autodiscover=False, origin=None)
+stock = {"Stream": faust.Stream} if STOCK else {}
+app = create_app(settings, store="memory://", autodiscover=False, origin=None, **stock)
+if STOCK:
+    app.transport_class = StockTransport
 
 input_channel = app.topic(
     *names.inputs(),
@@ -44,7 +70,7 @@ input_channel = app.topic(
 
 EXPECTED = int(os.environ.get("BENCH_EXPECTED", "0"))
 RESULT = os.environ.get("BENCH_RESULT", "")
-seen = {"count": 0, "first": 0.0}
+seen = {"count": 0, "first": 0.0, "batches": 0}
 
 
 @app.agent(input_channel, name="noop")
@@ -56,9 +82,14 @@ async def noop(stream: Any) -> None:
         if not seen["count"]:
             seen["first"] = time.monotonic()
         seen["count"] += len(batch)
+        seen["batches"] += 1
         if EXPECTED and RESULT and seen["count"] >= EXPECTED > seen["count"] - len(batch):
             elapsed = time.monotonic() - seen["first"]
-            Path(RESULT).write_bytes(orjson.dumps({"events": seen["count"], "seconds": elapsed}))
+            Path(RESULT).write_bytes(
+                orjson.dumps(
+                    {"events": seen["count"], "seconds": elapsed, "batches": seen["batches"]}
+                )
+            )
 
 
 @app.page("/ready")

@@ -13,13 +13,14 @@ from typing import Any
 # between `<!-- kept-section: NAME -->` and `<!-- /kept-section: NAME -->`: kept on rewrite
 KEPT_SECTION = re.compile(r"<!-- kept-section: ([\w-]+) -->.*?<!-- /kept-section: \1 -->", re.S)
 
-DEFAULT_EVENTS = 200_000
+DEFAULT_EVENTS = 500_000
 TARGET_PIPELINE_SHARE = 0.50
 TARGET_SCALING = 1.6
 TARGET_P99_MS = 50.0
 TARGET_RSS_MB = 400.0
 TARGET_RSS_CUSTOMERS = 1_000_000
 TARGET_RECOVERY_S = 10.0
+TARGET_CEILING_RAISE = 2.0
 
 KNOWN = """\
 Measured earlier on this machine (one core, embedded Tansu broker, 200k events, 20k
@@ -75,7 +76,8 @@ def render(
     elapsed: float,
 ) -> str:
     """The whole report."""
-    noop = _median(results, "noop", "rate")
+    # the stock Faust ceiling (Faust's own drain loop and take_events); "noop" is the raised one
+    noop = _median(results, "noop-stock", "rate")
     # Quix gets through N events in a few seconds: its commit-to-commit window spans only a few
     # commit intervals, so its self-timed figure is the reference for the ratios
     quix = _median(results, "quix", "self_rate") or _median(results, "quix", "rate")
@@ -92,8 +94,7 @@ def render(
     ]
     if args.events != DEFAULT_EVENTS and not args.quick:
         lines += [
-            f"N is {args.events:,} events instead of the default {DEFAULT_EVENTS:,}, to keep the "
-            "run under about 15 minutes on this machine.",
+            f"N is {args.events:,} events instead of the default {DEFAULT_EVENTS:,}.",
             "",
         ]
     lines += [
@@ -196,7 +197,7 @@ def _figures(
     lines = [
         "## Figures",
         "",
-        "| figure | median | runs | load per run | vs no-op Faust | vs Quix stateful "
+        "| figure | median | runs | load per run | vs stock no-op Faust | vs Quix stateful "
         "(self-timed) |",
         "|---|---:|---|---|---:|---:|",
     ]
@@ -213,8 +214,16 @@ def _figures(
         )
 
     rate_row("raw aiokafka consumer, ev/s", "raw")
-    rate_row("no-op Faust agent (the Faust ceiling), ev/s", "noop")
-    rate_row("no-op Faust agent, self-timed (first to last batch), ev/s", "noop", "self_rate")
+    rate_row("no-op Faust agent, stock Faust (the stock ceiling), ev/s", "noop-stock")
+    rate_row("no-op Faust agent, stock Faust, self-timed, ev/s", "noop-stock", "self_rate")
+    rate_row(
+        "no-op Faust agent on journeystream's consumer + stream (raised ceiling), ev/s", "noop"
+    )
+    rate_row(
+        "no-op Faust agent on journeystream's consumer + stream, self-timed, ev/s",
+        "noop",
+        "self_rate",
+    )
     rate_row("**journeystream, 1 worker**, ev/s", "pipeline")
     rate_row("**journeystream, 2 workers**, ev/s", "pipeline2")
     rate_row("Quix Streams, count per customer in RocksDB, ev/s (coarse, see below)", "quix")
@@ -243,6 +252,12 @@ def _figures(
         )
         if missing:
             lines.append(f"| latency: transitions never seen | {missing:.0f} | | | | |")
+        cpu = _values(results, "latency", "broker_cpu_pct")
+        if cpu:
+            lines.append(
+                "| latency: CPU of the embedded broker (Tansu) during the run, % of one core | "
+                f"{statistics.median(cpu):.0f} | {_runs(cpu, '0')} | | | |"
+            )
     else:
         lines.append("| latency event time -> transition | not measured | | | | |")
     for case, label in (
@@ -289,6 +304,16 @@ def _figures(
     return lines
 
 
+def million_rss(path: Path) -> float | None:
+    """Peak RSS at 1M customers from the kept `make million` section of the report, if any."""
+    for section in kept_sections(path):
+        if "kept-section: million" in section:
+            found = re.search(r"\| peak RSS \(VmHWM\) of the worker[^|]*\| ([\d,.]+) \|", section)
+            if found:
+                return float(found.group(1).replace(",", ""))
+    return None
+
+
 def rss_projection(results: Any) -> tuple[float | None, str]:
     """Peak RSS at 1M customers: a straight line through the first-touch measurements."""
     points = [(float(r["customers"]), r["rss_mb"]) for r in results.runs.get("rss", [])]
@@ -326,10 +351,11 @@ def _targets(
         met = "n/a" if ok is None else ("yes" if ok else "**no**")
         lines.append(f"| {target} | {measured} | {met} | {gap} |")
 
+    tuned = _median(results, "noop", "rate")
     if p1 is not None and noop:
         share = p1 / noop
         row(
-            "full pipeline >= 50% of the no-op Faust ceiling",
+            "full pipeline >= 50% of the (stock) no-op Faust ceiling",
             f"{share:.0%} ({_rate(p1)} of {_rate(noop)} ev/s)",
             share >= TARGET_PIPELINE_SHARE,
             "none"
@@ -338,7 +364,26 @@ def _targets(
             f"{TARGET_PIPELINE_SHARE * noop / p1:.2f}x the throughput",
         )
     else:
-        row("full pipeline >= 50% of the no-op Faust ceiling", "not measured", None, "")
+        row("full pipeline >= 50% of the (stock) no-op Faust ceiling", "not measured", None, "")
+    if tuned and noop:
+        raised = tuned / noop
+        row(
+            "raise the no-op Faust ceiling 2x (project-side consumer and stream subclasses)",
+            f"{raised:.2f}x ({_rate(tuned)} vs {_rate(noop)} ev/s)",
+            raised >= TARGET_CEILING_RAISE,
+            "none"
+            if raised >= TARGET_CEILING_RAISE
+            else f"{TARGET_CEILING_RAISE - raised:.2f}x short",
+        )
+        if p1 is not None:
+            row(
+                "(no target) full pipeline as a share of the raised ceiling",
+                f"{p1 / tuned:.0%} ({_rate(p1)} of {_rate(tuned)} ev/s)",
+                None,
+                "the pipeline's own work (state, core, outputs) now dominates",
+            )
+    else:
+        row("raise the no-op Faust ceiling 2x", "not measured", None, "")
     if p1 and p2 is not None:
         scale = p2 / p1
         per_run = [
@@ -368,8 +413,22 @@ def _targets(
         )
     else:
         row("p99 <= 50 ms at 1k ev/s", "not measured", None, "")
+    measured = million_rss(Path(getattr(args, "output", "") or "BENCHMARKS.md"))
     projected, how = rss_projection(results)
-    if projected is not None:
+    if measured is not None:
+        row(
+            "peak RSS <= 400 MB at 1M customers",
+            f"{measured:.0f} MiB measured at 1,000,000 customers (`make million`, its section "
+            "below)"
+            + (
+                f"; the straight-line projection from this run: {projected:.0f} MiB"
+                if projected
+                else ""
+            ),
+            measured <= TARGET_RSS_MB,
+            "none" if measured <= TARGET_RSS_MB else f"{measured - TARGET_RSS_MB:.0f} MiB over",
+        )
+    elif projected is not None:
         row(
             "peak RSS <= 400 MB at 1M customers",
             f"{projected:.0f} MiB projected ({how})",
@@ -399,11 +458,16 @@ def _latency_gap(results: Any, p99: float) -> str:
     gap = f"{p99 - TARGET_P99_MS:.1f} ms over"
     first = _median(results, "latency", "p50_first_quarter_ms")
     last = _median(results, "latency", "p50_last_quarter_ms")
+    broker = _median(results, "latency", "broker_cpu_pct")
     if first and last and last > 1.5 * first:
-        gap += (
-            f"; the p50 grew from {first:.0f} ms (first quarter) to {last:.0f} ms (last): "
-            "the worker did not keep up with the rate"
-        )
+        gap += f"; the p50 grew from {first:.0f} ms (first quarter) to {last:.0f} ms (last)"
+        if broker is not None and broker >= 60:
+            gap += (
+                f": the embedded broker used {broker:.0f}% of a core (Tansu's memory engine "
+                "costs more as it holds more records), so the queue grew there"
+            )
+        else:
+            gap += ": the worker did not keep up with the rate"
     capacity = [r["rate"] for r in results.runs.get("rss", []) if r.get("rate")]
     if capacity:
         gap += (
@@ -478,10 +542,14 @@ def _method(args: argparse.Namespace) -> list[str]:
         "- **raw aiokafka**: one `AIOKafkaConsumer` (no group, fetch wait 50 ms like the "
         "worker) assigned the 4 partitions, `getmany` from the beginning until the last "
         "produced offset of each; no decoding.",
-        "- **no-op Faust** (`bench/noop_app.py`): a separate Faust app with journeystream's "
-        "transport subclass, the same consumer/producer/commit settings and the same input "
-        "channel (the four input topics and the internal topic, raw bytes), iterating "
-        "`stream.take_events(2000, within=0.01)` and doing nothing. No table.",
+        "- **no-op Faust** (`bench/noop_app.py`): a separate Faust app with the worker's "
+        "consumer/producer/commit settings and the same input channel (the four input topics "
+        "and the internal topic, raw bytes), iterating `stream.take_events(2000, within=0)` "
+        "and doing nothing. No table. *Stock*: Faust's own consumer drain loop and "
+        "`Stream.take_events` (only the fetch wait is journeystream's: Faust hard-codes 1.5 s). "
+        "*Raised*: journeystream's consumer (`streams/transport.py`: one `wait_first` per "
+        "fetch instead of four tasks per message) and stream (`streams/batching.py`: a batch is "
+        "what is queued, no drainer task).",
         "- **journeystream**: `streams.worker.WorkerProcess` with default settings except "
         "`JOURNEYSTREAM_CLOCK=event` (the replay clock `journeystream process` uses; the "
         "sample's times are from 2019). 2 workers: two processes, each with its own web port "
@@ -507,7 +575,8 @@ def _method(args: argparse.Namespace) -> list[str]:
         "`journey.transitions` takes wall clock at receipt minus the event's `occurred_at` "
         "for the first transition of each customer. The first 2 s are left out (warm-up). "
         "It includes the producer, the broker, the worker's fetch wait (50 ms default), "
-        "batching (10 ms), processing, the output's producer linger (10 ms) and the "
+        "batching (no wait: a batch is what is queued), processing, the output's producer "
+        "linger (10 ms) and the "
         "measuring consumer's fetch wait (up to 5 ms).",
         "- **Memory and disk**: `VmHWM` of the worker process from `/proc/<pid>/status` "
         "after it committed everything; disk = allocated blocks of its data directory "

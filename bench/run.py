@@ -3,7 +3,9 @@
 Cases (``--only`` takes a comma-separated subset):
 
 - ``raw``: a plain aiokafka consumer reading the N pre-produced events;
-- ``noop``: a no-op Faust agent (bench/noop_app.py), the Faust ceiling;
+- ``noop-stock``: a no-op Faust agent (bench/noop_app.py) with Faust's own drain loop and
+  ``take_events``: the stock Faust ceiling;
+- ``noop``: the same agent on journeystream's consumer and stream subclasses: the raised ceiling;
 - ``pipeline``: one journeystream worker on the same events, then its peak RSS, state size
   and the restart time on its local state (recovery);
 - ``pipeline2``: two workers;
@@ -39,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import cases, report
+from bench.measure import cpu_seconds
 from bench.workloads import first_touch_events, rees46_events
 from streams.broker import EmbeddedBroker
 
 CASES = (
     "raw",
+    "noop-stock",
     "noop",
     "pipeline",
     "pipeline2",
@@ -55,15 +59,15 @@ CASES = (
     "rss",
     "profile",
 )
-THROUGHPUT = ("raw", "noop", "pipeline", "pipeline2", "quix", "quix-stateless")
+THROUGHPUT = ("raw", "noop-stock", "noop", "pipeline", "pipeline2", "quix", "quix-stateless")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--output", default="BENCHMARKS.md", help="report file (Markdown)")
-    p.add_argument("--events", type=int, default=200_000, help="events per run (N)")
-    p.add_argument("--customers", type=int, default=20_000, help="customers in the workload")
+    p.add_argument("--events", type=int, default=500_000, help="events per run (N)")
+    p.add_argument("--customers", type=int, default=100_000, help="customers in the workload")
     p.add_argument("--runs", type=int, default=3, help="runs per figure (medians are reported)")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--latency-rate", type=float, default=1000.0, help="events/s")
@@ -192,6 +196,10 @@ def run_throughput(args: argparse.Namespace, results: Results, workdir: Path, ru
         log(f"run {run + 1}: produced {inp.events} events in {inp.produce_seconds:.1f}s")
         if "raw" in wanted:
             results.attempt("raw", lambda: cases.raw_aiokafka(inp))
+        if "noop-stock" in wanted:
+            results.attempt(
+                "noop-stock", lambda: cases.noop_faust(inp, workdir, run_id, stock=True)
+            )
         if "noop" in wanted:
             results.attempt("noop", lambda: cases.noop_faust(inp, workdir, run_id))
         if "pipeline" in wanted:
@@ -219,7 +227,9 @@ def run_latency(
     rate = 100.0 if case == "latency-100" else args.latency_rate
     duration = args.latency_seconds if case == "latency" else min(args.latency_seconds, 10.0)
     with EmbeddedBroker(log_dir=workdir / f"broker-{run_id}") as broker:
-        results.attempt(
+        broker_pid = broker._proc.pid if broker._proc else 0
+        cpu0, wall0 = cpu_seconds(broker_pid), time.monotonic()
+        result = results.attempt(
             case,
             lambda: cases.latency(
                 broker.bootstrap,
@@ -232,6 +242,10 @@ def run_latency(
                 **overrides,
             ),
         )
+        if result is not None:  # the broker's CPU over the case (one core = 100%)
+            result["broker_cpu_pct"] = (
+                100.0 * (cpu_seconds(broker_pid) - cpu0) / (time.monotonic() - wall0)
+            )
 
 
 def run_rss(args: argparse.Namespace, results: Results, workdir: Path) -> None:
