@@ -42,12 +42,14 @@ event's latency. These classes set the wait from the settings instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import aiokafka
 from aiokafka import TopicPartition
+from aiokafka.protocol.group import LeaveGroupRequest
 from faust.transport.consumer import CONSUMER_FETCHING as FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -55,6 +57,8 @@ from mode import Service
 
 from streams import metrics
 from streams.recovery import confirmed_ends
+
+logger = logging.getLogger(__name__)
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -67,6 +71,31 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # read by AIOKafkaConsumer.start() when it builds its Fetcher
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         return consumer
+
+    async def on_thread_stop(self) -> None:
+        """Leave the group also from generation 0, then stop as Faust does."""
+        if self._consumer is not None:
+            await leave_generation_zero(self._consumer)
+        await super().on_thread_stop()
+
+
+async def leave_generation_zero(consumer: aiokafka.AIOKafkaConsumer) -> None:
+    """Send LeaveGroup for a member of generation 0, which aiokafka never leaves.
+
+    aiokafka leaves the group on stop only when its generation is > 0 (Kafka numbers
+    generations from 1); Tansu numbers the first one 0. The group then kept the stopped
+    member until its session timed out, and a restarted worker waited for it: a local restart
+    took about 13 s instead of about 5 s.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or coordinator.generation != 0 or not coordinator.member_id:
+        return
+    try:
+        await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+    except Exception as exc:  # best effort, like aiokafka's own leave
+        logger.warning("LeaveGroup (generation 0) failed: %s", exc)
+    else:
+        logger.info("LeaveGroup request succeeded (generation 0)")
 
 
 class Consumer(faust_aiokafka.Consumer):
