@@ -313,7 +313,6 @@ def quix(inp: Input, workdir: Path, run_id: str, *, stateful: bool) -> dict[str,
         if result.exists():
             own = orjson.loads(result.read_bytes())
             out["self_rate"] = own["events"] / own["seconds"]
-            out["mean_batch"] = own["events"] / max(1, own.get("batches", 0))
         out["rss_mb"] = memory_mb(pid_of(proc))["VmHWM"]
         return out
     except BenchError as exc:

@@ -27,10 +27,12 @@ def route_outputs(outputs: list[dict[str, Any]], event_type: str, sends: list[Se
             if name == "duplicate":
                 outcome = "duplicate"
             elif name == "suppressed_by_holdout":
-                metrics.RECOMMENDATIONS.labels(str(out.get("strategy")), "holdout").inc()
+                metrics.labelled(metrics.RECOMMENDATIONS, str(out.get("strategy")), "holdout").inc()
             elif name == "return_visit":
-                metrics.RETURN_VISITS.labels(str(bool(out.get("never_purchased"))).lower()).inc()
-            metrics.SIGNALS.labels(name).inc()
+                metrics.labelled(
+                    metrics.RETURN_VISITS, str(bool(out.get("never_purchased"))).lower()
+                ).inc()
+            metrics.labelled(metrics.SIGNALS, name).inc()
             continue
         if kind == "internal":
             body = orjson.dumps({"type": "internal", **out["message"]})
@@ -41,32 +43,38 @@ def route_outputs(outputs: list[dict[str, Any]], event_type: str, sends: list[Se
         )
         count_output(out)
     if event_type != "internal":
-        metrics.EVENTS.labels(event_type, outcome).inc()
+        metrics.labelled(metrics.EVENTS, event_type, outcome).inc()
 
 
 def count_output(out: dict[str, Any]) -> None:
     """Metrics for one published output record."""
     kind = out["type"]
-    metrics.OUTPUTS.labels(kind).inc()
+    metrics.labelled(metrics.OUTPUTS, kind).inc()
     if kind == "journey_transition":
         if out.get("kind") == "purchase" and out.get("path"):
-            metrics.ORDERS.labels(out["path"]).inc()
+            metrics.labelled(metrics.ORDERS, out["path"]).inc()
         if out.get("from_stage") != out.get("to_stage"):
-            metrics.TRANSITIONS.labels(str(out.get("from_stage")), str(out.get("to_stage"))).inc()
+            metrics.labelled(
+                metrics.TRANSITIONS, str(out.get("from_stage")), str(out.get("to_stage"))
+            ).inc()
         if out.get("from_segment") != out.get("to_segment"):
-            metrics.SEGMENT_CHANGES.labels(
-                str(out.get("from_segment")), str(out.get("to_segment"))
+            metrics.labelled(
+                metrics.SEGMENT_CHANGES, str(out.get("from_segment")), str(out.get("to_segment"))
             ).inc()
     elif kind in _ABANDONED:
-        metrics.ABANDONMENTS.labels(_ABANDONED[kind]).inc()
+        metrics.labelled(metrics.ABANDONMENTS, _ABANDONED[kind]).inc()
     elif kind in ("recommendation", "discount_trigger"):
-        metrics.RECOMMENDATIONS.labels(str(out.get("strategy")), str(out.get("arm", "all"))).inc()
+        metrics.labelled(
+            metrics.RECOMMENDATIONS, str(out.get("strategy")), str(out.get("arm", "all"))
+        ).inc()
     elif kind == "recommendation_converted":
         labels = str(out.get("strategy")), str(out.get("arm"))
-        metrics.CONVERSIONS.labels(*labels).inc()
-        metrics.ATTRIBUTED_REVENUE.labels(*labels).inc(max(0.0, float(out.get("order_value", 0))))
+        metrics.labelled(metrics.CONVERSIONS, *labels).inc()
+        metrics.labelled(metrics.ATTRIBUTED_REVENUE, *labels).inc(
+            max(0.0, float(out.get("order_value", 0)))
+        )
     elif kind == "abandonment_recovered":
-        metrics.RECOVERIES.labels(str(out.get("kind", "unknown"))).inc()
+        metrics.labelled(metrics.RECOVERIES, str(out.get("kind", "unknown"))).inc()
 
 
 def dead_letter(msg: Message, category: str, reason: str, now: float) -> Send:
@@ -81,7 +89,7 @@ def dead_letter(msg: Message, category: str, reason: str, now: float) -> Send:
         offset=msg.offset,
         now=now,
     )
-    metrics.DEAD_LETTERS.labels(category).inc()
+    metrics.labelled(metrics.DEAD_LETTERS, category).inc()
     return (names(topics.DEAD_LETTERS), msg.key or b"", orjson.dumps(record))
 
 

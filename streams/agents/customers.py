@@ -156,12 +156,12 @@ async def process_batch(events: list[EventT]) -> None:
                 batch.sends.append(
                     routing.dead_letter(msg, message.category, message.message, wall)
                 )
-                metrics.EVENTS.labels("unknown", "dead_letter").inc()
+                metrics.labelled(metrics.EVENTS, "unknown", "dead_letter").inc()
                 continue
             event_type = type_name(message)
             if isinstance(message, CatalogItem):
                 batch.sends.append((names(topics.CATALOG), message.product_id.encode(), msg.value))
-                metrics.EVENTS.labels(event_type, "forwarded").inc()
+                metrics.labelled(metrics.EVENTS, event_type, "forwarded").inc()
                 continue
             if isinstance(message, PageView):
                 catalog_state.price_tiers.observe(
@@ -170,7 +170,7 @@ async def process_batch(events: list[EventT]) -> None:
             key = customer_key(message).encode()
             if msg.key != key:  # producer did not key by customer: re-key through a topic
                 batch.sends.append((internal_topic, key, routing.forward(message)))
-                metrics.EVENTS.labels(event_type, "forwarded").inc()
+                metrics.labelled(metrics.EVENTS, event_type, "forwarded").inc()
                 continue
         clock = deadlines.clock(msg.partition)
         occurred = getattr(message, "occurred_at", None)
@@ -179,7 +179,7 @@ async def process_batch(events: list[EventT]) -> None:
             grace = settings.late_grace_s
             reason = f"{late_by:.0f}s behind the partition's event time (grace {grace:.0f}s)"
             batch.sends.append(routing.dead_letter(msg, "late_event", reason, wall))
-            metrics.EVENTS.labels(event_type, "dead_letter").inc()
+            metrics.labelled(metrics.EVENTS, event_type, "dead_letter").inc()
             continue
         now = clock.observe(occurred) if isinstance(occurred, float) else clock.now()
         state, outputs = customer_core.apply(
@@ -216,7 +216,7 @@ def forget(batch: Batch, key: bytes, event: EventT) -> None:
     batch.last_event.pop(key, None)
     batch.forgotten[key] = event
     deadlines.due_of.pop(key, None)
-    metrics.SIGNALS.labels("forgotten").inc()
+    metrics.labelled(metrics.SIGNALS, "forgotten").inc()
 
 
 def fire_partition(batch: Batch, event: EventT, *, flush: bool) -> None:

@@ -6,7 +6,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 
 import orjson
-from faust.streams import _current_event
+from faust.streams import _current_event, current_event
 from faust.types import EventT
 
 from journey.customer import CustomerState
@@ -27,8 +27,17 @@ customers = app.Table(
 
 
 def load(key: bytes) -> CustomerState | None:
-    """The stored state of a customer key, or None (call inside stream iteration)."""
-    raw = customers.get(key)
+    """The stored state of a customer key, or None (call inside stream iteration).
+
+    Reads the current event's partition database directly, as Faust's store does for a
+    table read inside a stream, minus the mapping layers, sensor call and key-index update a
+    table read goes through (keys and values are raw bytes: nothing to decode there).
+    """
+    event = current_event()
+    if event is None:
+        raw = customers.get(key)
+    else:
+        raw = customers.data._db_for_partition(event.message.partition).get(key)
     return None if raw is None else CustomerState.from_dict(orjson.loads(raw))
 
 
