@@ -582,8 +582,8 @@ def _method(args: argparse.Namespace) -> list[str]:
         "measuring consumer's fetch wait (up to 5 ms).",
         "- **Memory and disk**: `VmHWM` of the worker process from `/proc/<pid>/status` "
         "after it committed everything; disk = allocated blocks of its data directory "
-        "(RocksDB). The 1M-customer target is projected with a straight line through the "
-        "measured counts.",
+        "(RocksDB). The 1M-customer target uses the `make million` measurement when its "
+        "section is present, else a straight line through the measured counts.",
         "- **Recovery**: after the 1-worker run, the worker is stopped (SIGTERM) and started "
         "again on its data directory; seconds from process start to /ready 200 (this "
         "includes Python and Faust start-up, about the same as an empty worker's start).",
