@@ -227,8 +227,7 @@ def run_latency(
     rate = 100.0 if case == "latency-100" else args.latency_rate
     duration = args.latency_seconds if case == "latency" else min(args.latency_seconds, 10.0)
     with EmbeddedBroker(log_dir=workdir / f"broker-{run_id}") as broker:
-        broker_pid = broker._proc.pid if broker._proc else 0
-        cpu0, wall0 = cpu_seconds(broker_pid), time.monotonic()
+        cpu0, wall0 = cpu_seconds(broker.pid), time.monotonic()
         result = results.attempt(
             case,
             lambda: cases.latency(
@@ -244,7 +243,7 @@ def run_latency(
         )
         if result is not None:  # the broker's CPU over the case (one core = 100%)
             result["broker_cpu_pct"] = (
-                100.0 * (cpu_seconds(broker_pid) - cpu0) / (time.monotonic() - wall0)
+                100.0 * (cpu_seconds(broker.pid) - cpu0) / (time.monotonic() - wall0)
             )
 
 

@@ -118,6 +118,13 @@ class EmbeddedBroker:
         """Where the broker's stdout/stderr go."""
         return self._log_path
 
+    @property
+    def pid(self) -> int:
+        """The broker's process id (started brokers only)."""
+        if self._proc is None:
+            raise BrokerError("the broker is not started")
+        return self._proc.pid
+
     def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         if self._proc is not None:

@@ -113,7 +113,7 @@ class Consumer(faust_aiokafka.Consumer):
         """Faust's drain loop, except that a jump in offsets is re-read instead of acked.
 
         Faust races every single message's delivery against the flow stop (`wait_first`: four
-        tasks and an `asyncio.wait` per message, about a third of a no-op agent's CPU). Here
+        tasks and an `asyncio.wait` per message: most of a no-op agent's CPU). Here
         one `wait_first` covers a whole fetch: `_deliver` hands the fetch's messages over one
         after the other, and a flow stop cancels it at the message it was delivering (that
         message and the rest of the fetch are not read, as before).
