@@ -3,12 +3,12 @@
 Run as ``python -m bench.noop_app`` with the same JOURNEYSTREAM_* variables as a worker. It
 reads the same topics (the four input topics and the internal topic, raw bytes) in batches
 with ``stream.take_events(batch_max_events, within=batch_within_s)`` and does nothing with
-them, through journeystream's transport subclass (`streams.transport.Transport`) and the
+them, through journeystream's transport subclass (`streams.compat.Transport`) and the
 same consumer, producer and commit settings as `streams.app.create_app`. No table.
 
 With BENCH_FAUST_STOCK=1 it runs Faust's own consumer drain loop and `Stream.take_events`
-instead of journeystream's (`streams.transport.Consumer._drain_messages`,
-`streams.batching.BatchingStream`); only the fetch wait stays journeystream's (Faust's
+instead of journeystream's (`streams.compat.Consumer._drain_messages`,
+`streams.compat.BatchingStream`); only the fetch wait stays journeystream's (Faust's
 hard-coded 1.5 s would time the broker, not Faust). That is the stock Faust ceiling.
 
 `/ready` answers 200 like the worker's (assigned, not rebalancing, recovery complete). With
@@ -29,7 +29,7 @@ import orjson
 from faust import web
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams import topics, transport
+from streams import compat, topics
 from streams.assembly import create_app
 from streams.settings import Settings
 from streams.topics import TopicNames
@@ -43,7 +43,7 @@ class StockConsumer(faust_aiokafka.Consumer):
     """Faust's own aiokafka consumer, drain loop included; only the fetch wait is ours."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return transport.ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return compat.ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class StockTransport(faust_aiokafka.Transport):

@@ -549,8 +549,8 @@ def _method(args: argparse.Namespace) -> list[str]:
         "and the internal topic, raw bytes), iterating `stream.take_events(2000, within=0)` "
         "and doing nothing. No table. *Stock*: Faust's own consumer drain loop and "
         "`Stream.take_events` (only the fetch wait is journeystream's: Faust hard-codes 1.5 s). "
-        "*Raised*: journeystream's consumer (`streams/transport.py`: one `wait_first` per "
-        "fetch instead of four tasks per message) and stream (`streams/batching.py`: a batch is "
+        "*Raised*: journeystream's consumer (`streams/compat.py`: one `wait_first` per "
+        "fetch instead of four tasks per message) and stream (`BatchingStream`: a batch is "
         "what is queued, no drainer task).",
         "- **journeystream**: `streams.worker.WorkerProcess` with default settings except "
         "`JOURNEYSTREAM_CLOCK=event` (the replay clock `journeystream process` uses; the "

@@ -7,16 +7,18 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams import transport
-from streams.batching import BatchingStream
+from streams import compat
+from streams.compat import BatchingStream
 from streams.security import broker_credentials
 from streams.settings import Settings
 
 
 class JourneyApp(faust.App):
-    """faust.App using journeystream's transport (configurable consumer fetch wait)."""
+    """faust.App using journeystream's transport (streams.compat) and input positions."""
 
-    transport_class: type[faust_aiokafka.Transport] = transport.Transport
+    transport_class: type[faust_aiokafka.Transport] = compat.Transport
+    # the state layer the consumer asks for restore ends and seek targets (streams.tables)
+    positions: Any = None
 
     def _new_transport(self) -> faust_aiokafka.Transport:
         return self.transport_class(self.conf.broker_consumer, self)
@@ -24,7 +26,8 @@ class JourneyApp(faust.App):
 
 def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
     """Create the Faust app for these settings (`overrides` replace Faust options)."""
-    transport.configure(settings.fetch_max_wait_ms)
+    compat.check_faust_version()
+    compat.configure(settings.fetch_max_wait_ms)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = dict(
         broker=settings.broker,
@@ -48,7 +51,7 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
         Stream=BatchingStream,  # take_events hands over what is queued (streams/batching.py)
         table_standby_replicas=0,
-        # safe to keep on: changelog ends are confirmed by a fetch (streams/recovery.py)
+        # safe to keep on: restore ends are this worker's own owner markers (streams/compat.py)
         recovery_consistency_check=True,
         web_host=settings.advertised_host or settings.web_host,
         web_bind=settings.web_host,

@@ -200,7 +200,7 @@ async def _play(boot: str, settings: Settings, names: TopicNames, events: list[R
 async def _committed_past(
     consumer: AIOKafkaConsumer, last: dict[TopicPartition, int], timeout: float
 ) -> None:
-    """streams.process.wait_committed with one long-lived consumer and a short poll."""
+    """Wait for the group's commits (they follow the stored positions) to pass `last`."""
     deadline = time.monotonic() + timeout
     pending = dict(last)
     while pending:

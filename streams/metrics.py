@@ -133,9 +133,17 @@ UPLIFT = Gauge(
 REBALANCES = Counter(
     "rebalances", "Partition rebalances seen by this worker.", namespace=_NS, registry=REGISTRY
 )
-STALLED_COMMITS = Counter(
-    "stalled_commits",
-    "Partitions read again from their committed offset because commits stopped behind a gap.",
+INPUT_SKIPS = Counter(
+    "input_skips",
+    "Input records not applied, by reason: already applied (re-delivered), a gap before them "
+    "(read again from the position), partition not ready (being restored).",
+    ["reason"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+INPUT_GAPS_ACCEPTED = Counter(
+    "input_gaps_accepted",
+    "Input offsets skipped because the broker no longer holds them (retention), per record.",
     namespace=_NS,
     registry=REGISTRY,
 )

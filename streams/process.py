@@ -4,8 +4,8 @@
 in `occurred_at` order keyed by customer key (all customer events on one input topic: the
 consumer interleaves topics round-robin, so with one topic per type a customer's order could be
 processed before the views and carts that led to it, and the journeys of a replay would depend on
-that interleaving), waits until the consumer group has committed past
-every produced offset (the produce acks give the exact offsets, so this never trusts the
+that interleaving), waits until the positions stored with the state (`streams.applied`) are
+past every produced offset (the produce acks give the exact offsets, so this never trusts the
 broker's reported partition end), flushes the remaining deadlines by advancing event time past
 them, waits again, then reads every output topic and writes one JSON object per line.
 """
@@ -31,7 +31,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from replay.adapters import AdapterRejection, ColumnMapping, read_events, sort_key
 from schemas import contracts
 from streams import topics
+from streams.applied import wait_applied, wait_settled
 from streams.broker import EmbeddedBroker, free_port
+from streams.messages import FLUSH, internal_body
 from streams.recovery import confirmed_ends
 from streams.settings import Settings
 from streams.topics import TopicNames
@@ -219,7 +221,11 @@ async def committed(
 async def wait_committed(
     bootstrap: str, group: str, targets: dict[TopicPartition, int], timeout: float
 ) -> None:
-    """Wait until the group committed past each target offset (target = last offset + 1)."""
+    """Wait until the group committed past each target offset (target = last offset produced).
+
+    For topics whose progress is the group's commits (the catalog); the customer agent's
+    inputs are waited for with `streams.applied.wait_applied`.
+    """
     deadline = time.monotonic() + timeout
     while True:
         done = await committed(bootstrap, group, targets)
@@ -232,29 +238,6 @@ async def wait_committed(
             }
             raise TimeoutError(f"not committed past the last offset (committed, last): {behind}")
         await asyncio.sleep(0.2)
-
-
-async def wait_quiet(bootstrap: str, group: str, topic: str, timeout: float) -> None:
-    """Wait until the group has committed to the end of `topic` and the end stopped moving."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    deadline = time.monotonic() + timeout
-    stable = 0
-    previous: dict[TopicPartition, int] | None = None
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        while stable < 3:
-            ends = await confirmed_ends(bootstrap, tps) if tps else {}
-            done = await committed(bootstrap, group, tps)
-            caught_up = all(max(done.get(tp, -1), 0) >= end for tp, end in ends.items())
-            stable = stable + 1 if caught_up and ends == previous else 0
-            previous = ends
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} did not settle: ends {ends}, committed {done}")
-            await asyncio.sleep(0.3)
-    finally:
-        await consumer.stop()
 
 
 async def read_topics(
@@ -372,13 +355,15 @@ async def _drain(
     timeout: float,
 ) -> None:
     """Wait for the inputs, flush deadlines, wait for the flush."""
-    internal = names(topics.INTERNAL)
-    await wait_committed(boot, settings.app_id, last, timeout)
-    await wait_quiet(boot, settings.app_id, internal, timeout)
-    flush = orjson.dumps({"type": "internal", "kind": "flush"})
-    flushed = await produce_raw(boot, [(internal, b"flush", flush, p) for p in range(partitions)])
-    await wait_committed(boot, settings.app_id, flushed, timeout)
-    await wait_quiet(boot, settings.app_id, internal, timeout)
+    internal = [TopicPartition(names(topics.INTERNAL), p) for p in range(partitions)]
+    await wait_applied(boot, settings.app_id, last, timeout)
+    await wait_settled(boot, settings.app_id, internal, timeout)
+    flush = internal_body(FLUSH)
+    flushed = await produce_raw(
+        boot, [(tp.topic, b"flush", flush, tp.partition) for tp in internal]
+    )
+    await wait_applied(boot, settings.app_id, flushed, timeout)
+    await wait_settled(boot, settings.app_id, internal, timeout)
 
 
 def _fields(settings: Settings) -> dict[str, Any]:

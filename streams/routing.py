@@ -8,7 +8,6 @@ import orjson
 from faust.types import Message
 
 from schemas import contracts
-from schemas.records import CustomerEvent
 from streams import metrics, topics
 from streams.app import topics as names
 
@@ -91,22 +90,3 @@ def dead_letter(msg: Message, category: str, reason: str, now: float) -> Send:
     )
     metrics.labelled(metrics.DEAD_LETTERS, category).inc()
     return (names(topics.DEAD_LETTERS), msg.key or b"", orjson.dumps(record))
-
-
-def forward(event: CustomerEvent) -> bytes:
-    """The internal-topic message that re-keys an event (its wire form)."""
-    return contracts.encode(event)
-
-
-def decode_internal(raw: bytes | None, now: float) -> Any:
-    """An internal-topic message: a forwarded event, an internal dict, or None if unreadable."""
-    try:
-        obj = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    if obj.get("type") == "internal":
-        return obj
-    decoded = contracts.decode(raw, now)
-    return None if isinstance(decoded, contracts.Rejection) else decoded

@@ -1,31 +1,50 @@
-"""The customer agent: decode → pure core → table write → send → count, one batch at a time."""
+"""The customer agent: admit → classify → core → send → write, one batch at a time.
+
+A record is applied only at its partition's next offset, as stored with the state
+(`streams.tables.state`): an earlier one was applied already (skipped), a later one means a
+gap (read again from the position). Outputs are confirmed by the broker before the states and
+the new position are written, so a crash at any point re-applies from a position whose state
+holds everything before it; the per-customer event-id dedupe absorbs a re-read whose state had
+been written but not its position.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
-import weakref
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from faust.streams import _current_event
 from faust.types import TP, EventT
 
-from journey import customer as customer_core
+from journey import customer as core
 from journey.abandonment import AbandonmentConfig
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
-from journey.identity import customer_key
 from recommend.triggers import react
-from schemas import contracts
-from schemas.records import CatalogItem, PageView, type_name
 from streams import metrics, routing, topics
 from streams.app import app, settings
 from streams.app import topics as names
+from streams.clock import Clock
 from streams.deadlines import DeadlineIndex
+from streams.messages import (
+    FORGET,
+    BadInput,
+    CatalogUpdate,
+    CustomerInput,
+    Forget,
+    Message,
+    Rekey,
+    Tick,
+    classify,
+    internal_body,
+)
 from streams.tables import catalog as catalog_state
-from streams.tables import customers as customer_table
+from streams.tables import customers as table
+from streams.tables.state import PartitionLost, Position
 
 journey_config = JourneyConfig(
     session_gap_s=settings.session_gap_s,
@@ -43,16 +62,21 @@ journey_config = JourneyConfig(
 deadlines = DeadlineIndex(settings.clock)
 tier_of = catalog_state.price_tiers.tier_of
 recommender = catalog_state.recommender
+INTERNAL = names(topics.INTERNAL)
 
 input_channel = app.topic(
     *names.inputs(),
-    names(topics.INTERNAL),
+    INTERNAL,
     key_type=bytes,
     value_type=bytes,
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.partitions,
+    acks=False,  # progress is the position stored with the state, not Faust's acks
 )
+table.inputs.inputs = frozenset(input_channel.topics)
+idle = asyncio.Event()
+idle.set()
 
 
 @app.agent(input_channel, name="customers")
@@ -61,195 +85,297 @@ async def process_customers(stream: Any) -> None:
     async for batch in stream.take_events(
         settings.batch_max_events, within=settings.batch_within_s
     ):
+        idle.clear()
         try:
             await process_batch(batch)
-        except asyncio.CancelledError:  # stopping: the next owner reads the batch again
-            withhold_acks(batch)
-            raise
-        except Exception:  # the agent restarts: read the batch again after it
-            withhold_acks(batch)
-            await read_again(batch)
-            raise
+        finally:
+            idle.set()
 
 
-def withhold_acks(events: list[EventT]) -> None:
-    """Keep an unfinished batch's offsets uncommitted: its state was never written.
+@dataclass
+class Work:
+    """What a batch changes in one partition: states to write once each, the new position."""
 
-    Faust's `take_events` acks a batch in a `finally`, also when the agent leaves it half
-    done (a crash, a cancel); a commit would then skip events whose state was never stored.
-    `Consumer.ack` ignores messages already marked acked, so marking them here keeps them out
-    of the committed offsets (and out of `wait_empty`'s wait).
-    """
-    for event in events:
-        event.message.acked = True
-    app.log.warning("batch of %d events interrupted: left uncommitted", len(events))
-
-
-async def read_again(events: list[EventT]) -> None:
-    """Seek each partition of an unfinished batch back to its first event in the batch."""
-    first: dict[TP, int] = {}
-    for event in events:
-        tp = event.message.tp
-        first[tp] = min(first.get(tp, event.message.offset), event.message.offset)
-    for tp, offset in first.items():
-        try:
-            await app.consumer.seek(tp, offset)
-        except Exception as exc:  # no longer assigned, or stopping: the next owner reads it
-            app.log.warning("cannot seek back %s[%d]: %s", tp.topic, tp.partition, exc)
-
-
-class Batch:
-    """What one batch changes: states to write once each, sends to make first."""
-
-    def __init__(self) -> None:
-        self.states: dict[bytes, CustomerState] = {}
-        self.last_event: dict[bytes, EventT] = {}
-        self.sends: list[routing.Send] = []
-        self.forgotten: dict[bytes, EventT] = {}
+    partition: int
+    token: bytes
+    offsets: dict[str, int]
+    clock: Clock
+    states: dict[bytes, CustomerState] = field(default_factory=dict)
+    deleted: set[bytes] = field(default_factory=set)
+    applied: int = 0
 
     def state(self, key: bytes) -> CustomerState | None:
-        """The batch's copy of a state, else the table's."""
+        """The batch's copy of a state, else the stored one."""
+        if key in self.deleted:
+            return None
         state = self.states.get(key)
-        return state if state is not None else customer_table.load(key)
+        return state if state is not None else table.load(self.partition, key)
 
-    def put(self, key: bytes, state: CustomerState, event: EventT) -> None:
+    def put(self, key: bytes, state: CustomerState) -> None:
         """Keep a changed state for the end-of-batch write."""
         self.states[key] = state
-        self.last_event[key] = event
-        self.forgotten.pop(key, None)
-        deadlines.track(event.message.partition, key, state)
+        self.deleted.discard(key)
+        deadlines.track(self.partition, key, state)
+
+    def delete(self, key: bytes) -> None:
+        """Erase a key at the end of the batch (a tombstone in the changelog)."""
+        self.states.pop(key, None)
+        self.deleted.add(key)
+        deadlines.due_of.pop(key, None)
+
+
+def open_work(partition: int) -> Work | None:
+    """A partition's batch context, or None while it is not ready (being restored)."""
+    cursor = table.cursors.get(partition)
+    token = table.store.token(partition)
+    if cursor is None or token is None:
+        return None
+    clock = copy.copy(deadlines.clock(partition))
+    return Work(partition, token, dict(cursor.offsets), clock)
+
+
+gaps: dict[TP, tuple[int, float, int]] = {}  # tp -> (expected offset, last seek, seeks)
+
+
+def admit(work: Work, topic: str, offset: int) -> bool:
+    """True if the record is the partition's next one; skip re-deliveries and gaps."""
+    expected = work.offsets.get(topic)
+    if expected is None:
+        metrics.labelled(metrics.INPUT_SKIPS, "not_ready").inc()
+        return False
+    if offset < expected:
+        metrics.labelled(metrics.INPUT_SKIPS, "already_applied").inc()
+        return False
+    if offset > expected:
+        metrics.labelled(metrics.INPUT_SKIPS, "gap").inc()
+        tp = TP(topic, work.partition)
+        if tp not in gaps or gaps[tp][0] != expected:
+            gaps[tp] = (expected, 0.0, 0)
+        return False
+    work.offsets[topic] = offset + 1
+    work.applied += 1
+    return True
 
 
 async def process_batch(events: list[EventT]) -> None:
-    """Process one batch: each customer's state read once and written once."""
+    """Process one batch: each customer's state read once and written once per partition."""
     wall = time.time()
-    batch = Batch()
-    internal_topic = names(topics.INTERNAL)
-    last_of_partition: dict[int, EventT] = {}
-    for partition in {e.message.partition for e in events} - deadlines.built:
-        # first batch of a partition since it was assigned (start, restart, rebalance)
-        index_partition(partition)
+    works: dict[int, Work | None] = {}
+    sends: list[routing.Send] = []
     for event in events:
         msg = event.message
-        _current_event.set(weakref.ref(event))
-        last_of_partition[msg.partition] = event
-        if msg.topic == internal_topic:
-            message = routing.decode_internal(msg.value, wall)
-            if message is None:
-                batch.sends.append(routing.dead_letter(msg, "internal_error", "unreadable", wall))
-                continue
-            if isinstance(message, dict) and message.get("kind") in ("tick", "flush"):
-                fire_partition(batch, event, flush=message["kind"] == "flush")
-                continue
-            if isinstance(message, dict) and message.get("kind") == "forget":
-                forget(batch, msg.key or b"", event)
-                continue
-            key, event_type = msg.key or b"", "internal"
-        else:
-            message = contracts.decode(
-                msg.value,
-                wall,
-                max_bytes=settings.max_payload_bytes,
-                future_tolerance=settings.future_tolerance_s,
-            )
-            if isinstance(message, contracts.Rejection):
-                batch.sends.append(
-                    routing.dead_letter(msg, message.category, message.message, wall)
-                )
-                metrics.labelled(metrics.EVENTS, "unknown", "dead_letter").inc()
-                continue
-            event_type = type_name(message)
-            if isinstance(message, CatalogItem):
-                batch.sends.append((names(topics.CATALOG), message.product_id.encode(), msg.value))
-                metrics.labelled(metrics.EVENTS, event_type, "forwarded").inc()
-                continue
-            if isinstance(message, PageView):
-                catalog_state.price_tiers.observe(
-                    message.category, message.product_id, message.price, catalog=False
-                )
-            key = customer_key(message).encode()
-            if msg.key != key:  # producer did not key by customer: re-key through a topic
-                batch.sends.append((internal_topic, key, routing.forward(message)))
-                metrics.labelled(metrics.EVENTS, event_type, "forwarded").inc()
-                continue
-        clock = deadlines.clock(msg.partition)
-        occurred = getattr(message, "occurred_at", None)
-        if isinstance(occurred, float) and occurred < clock.event_time - settings.late_grace_s:
-            late_by = clock.event_time - occurred
-            grace = settings.late_grace_s
-            reason = f"{late_by:.0f}s behind the partition's event time (grace {grace:.0f}s)"
-            batch.sends.append(routing.dead_letter(msg, "late_event", reason, wall))
-            metrics.labelled(metrics.EVENTS, event_type, "dead_letter").inc()
+        if msg.partition not in works:
+            works[msg.partition] = open_work(msg.partition)
+        work = works[msg.partition]
+        if work is None:
+            metrics.labelled(metrics.INPUT_SKIPS, "not_ready").inc()
             continue
-        now = clock.observe(occurred) if isinstance(occurred, float) else clock.now()
-        state, outputs = customer_core.apply(
-            batch.state(key), message, now, journey_config, key=key.decode(), tier_of=tier_of
+        if not admit(work, msg.topic, msg.offset):
+            continue
+        message = classify(
+            msg.topic,
+            msg.key,
+            msg.value,
+            internal_topic=INTERNAL,
+            now=wall,
+            max_bytes=settings.max_payload_bytes,
+            future_tolerance=settings.future_tolerance_s,
         )
-        outputs += react(state, outputs, recommender, now, key=key.decode(), event=message)
-        batch.put(key, state, event)
-        routing.route_outputs(outputs, event_type, batch.sends)
-    for event in last_of_partition.values():
-        _current_event.set(weakref.ref(event))
-        fire_partition(batch, event, flush=False)
-    await send_all(batch.sends)
-    customer_table.store_batch(batch.states, batch.last_event, batch.forgotten)
+        handle(work, message, msg, wall, sends)
+    ready = [w for w in works.values() if w is not None]
+    try:
+        for work in ready:
+            fire_due(work, sends, flush=False)
+        await send_all(sends)
+        await asyncio.gather(*(commit(w) for w in ready if w.applied or w.states or w.deleted))
+    except BaseException:
+        for work in ready:  # the in-memory deadline index may hold what was not written
+            index_partition(work.partition)
+        raise
+    await read_gaps_again()
     metrics.BATCH_SIZE.observe(len(events))
     if events:
         metrics.EVENT_TO_OUTPUT.observe(max(0.0, time.time() - events[0].message.timestamp))
         metrics.LAST_EVENT.set(events[-1].message.timestamp)
 
 
-def index_partition(partition: int) -> None:
-    """A partition (re)assigned: index the deadlines restored with its state (every clock)."""
-    deadlines.rebuild(partition, customer_table.partition_items(partition))
+def handle(work: Work, message: Message, msg: Any, wall: float, sends: list[routing.Send]) -> None:
+    """Route one classified message."""
+    if isinstance(message, CustomerInput):
+        apply_input(work, message, msg, wall, sends)
+    elif isinstance(message, Tick):
+        fire_due(work, sends, flush=message.flush)
+    elif isinstance(message, Forget):
+        forget(work, message.key, sends)
+    elif isinstance(message, Rekey):
+        sends.append((INTERNAL, message.key, message.body))
+        metrics.labelled(metrics.EVENTS, message.event_type, "forwarded").inc()
+    elif isinstance(message, CatalogUpdate):
+        sends.append((names(topics.CATALOG), message.product_id.encode(), msg.value))
+        metrics.labelled(metrics.EVENTS, message.event_type, "forwarded").inc()
+    elif isinstance(message, BadInput):
+        sends.append(routing.dead_letter(msg, message.category, message.reason, wall))
+        if message.event_type != "internal":
+            metrics.labelled(metrics.EVENTS, message.event_type, "dead_letter").inc()
 
 
-def forget(batch: Batch, key: bytes, event: EventT) -> None:
+def apply_input(
+    work: Work, message: CustomerInput, msg: Any, wall: float, sends: list[routing.Send]
+) -> None:
+    """Apply an event or core message to its customer: dedupe, late check, core, react."""
+    key = message.key
+    state = work.state(key)
+    event = message.event
+    if event is not None and state is not None and event.event_id in state.seen:
+        routing.route_outputs([{"type": "signal", "name": "duplicate"}], message.event_type, sends)
+        return
+    if event is not None and message.late_check:
+        behind = work.clock.event_time - event.occurred_at
+        if behind > settings.late_grace_s:
+            reason = f"{behind:.0f}s behind the partition's event time"
+            reason += f" (grace {settings.late_grace_s:.0f}s)"
+            sends.append(routing.dead_letter(msg, "late_event", reason, wall))
+            metrics.labelled(metrics.EVENTS, message.event_type, "dead_letter").inc()
+            return
+        now = work.clock.observe(event.occurred_at)
+    else:
+        now = work.clock.now()
+    skey = key.decode()
+    state, outputs = core.apply(
+        state, message.message, now, journey_config, key=skey, tier_of=tier_of
+    )
+    outputs += react(state, outputs, recommender, now, key=skey, event=message.message)
+    work.put(key, state)
+    routing.route_outputs(outputs, message.event_type, sends)
+
+
+def forget(work: Work, key: bytes, sends: list[routing.Send]) -> None:
     """Remove a customer key (tombstone) and, through the internal topic, its merged anon ids."""
-    state = batch.state(key)
+    state = work.state(key)
     if state is not None:
         for anon in {*state.identity.merged, *state.identity.link_requested}:
             anon_key = anon if anon.startswith("a:") else f"a:{anon}"
-            body = orjson.dumps({"type": "internal", "kind": "forget"})
-            batch.sends.append((names(topics.INTERNAL), anon_key.encode(), body))
-    batch.states.pop(key, None)
-    batch.last_event.pop(key, None)
-    batch.forgotten[key] = event
-    deadlines.due_of.pop(key, None)
+            sends.append((INTERNAL, anon_key.encode(), internal_body(FORGET)))
+    work.delete(key)
     metrics.labelled(metrics.SIGNALS, "forgotten").inc()
 
 
-def fire_partition(batch: Batch, event: EventT, *, flush: bool) -> None:
-    """Fire the due deadlines of the event's partition (all of them when flushing)."""
-    partition = event.message.partition
-    deadlines.ticking.discard(partition)
-    now = deadlines.clock(partition).now()
-    for key in deadlines.pop_due(partition, float("inf") if flush else now):
-        state = batch.state(key)
+def fire_due(work: Work, sends: list[routing.Send], *, flush: bool) -> None:
+    """Fire the partition's due deadlines (all of them when flushing)."""
+    deadlines.ticking.discard(work.partition)
+    now = work.clock.now()
+    for key in deadlines.pop_due(work.partition, float("inf") if flush else now):
+        state = work.state(key)
         if state is None:
             continue
-        due = customer_core.next_due(state)
+        due = core.next_due(state)
         fire_at = due if flush and due is not None else now
-        state, outputs = fire_at_time(batch, key, state, fire_at, event)
-        for out in outputs:
-            if out["type"] in ("cart_abandoned", "browse_abandoned") and due is not None:
-                metrics.DEADLINE_LAG.observe(max(0.0, time.time() - due) if not flush else 0.0)
+        state, outputs = fire_at_time(work, key, state, fire_at, sends)
+        if not flush and due is not None and any(o["type"].endswith("_abandoned") for o in outputs):
+            metrics.DEADLINE_LAG.observe(max(0.0, time.time() - due))
         if flush:  # a flush fires everything, deadline after deadline
-            while (due := customer_core.next_due(state)) is not None:
-                state, _ = fire_at_time(batch, key, state, due, event)
+            while (due := core.next_due(state)) is not None:
+                state, _ = fire_at_time(work, key, state, due, sends)
 
 
 def fire_at_time(
-    batch: Batch, key: bytes, state: CustomerState, at: float, event: EventT
+    work: Work, key: bytes, state: CustomerState, at: float, sends: list[routing.Send]
 ) -> tuple[CustomerState, list[dict[str, Any]]]:
     """Fire a customer's deadlines due at `at`, react, keep the state and route the outputs."""
-    state, outputs = customer_core.fire(
-        state, at, journey_config, key=key.decode(), tier_of=tier_of
-    )
-    outputs += react(state, outputs, recommender, at, key=key.decode())
-    batch.put(key, state, event)
-    routing.route_outputs(outputs, "internal", batch.sends)
+    skey = key.decode()
+    state, outputs = core.fire(state, at, journey_config, key=skey, tier_of=tier_of)
+    outputs += react(state, outputs, recommender, at, key=skey)
+    work.put(key, state)
+    routing.route_outputs(outputs, "internal", sends)
     return state, outputs
+
+
+async def commit(work: Work) -> None:
+    """Write a partition's states and position; then the batch's progress is this worker's."""
+    writes: dict[bytes, bytes | None] = {
+        key: orjson.dumps(state.to_dict()) for key, state in work.states.items()
+    }
+    writes.update(dict.fromkeys(work.deleted))
+    position = Position(dict(work.offsets), work.clock.event_time)
+    try:
+        await table.store.commit(work.partition, work.token, writes, position)
+    except PartitionLost:
+        table.cursors.pop(work.partition, None)
+        app.log.warning("partition %d was claimed by another worker: stopped", work.partition)
+        return
+    cursor = table.cursors.get(work.partition)
+    if cursor is not None:
+        cursor.offsets = dict(work.offsets)
+        cursor.event_time = work.clock.event_time
+        deadlines.clocks[work.partition] = work.clock
+
+
+async def read_gaps_again() -> None:
+    """Seek partitions with a gap back to their position (again after a second, if needed)."""
+    now = time.monotonic()
+    for tp, (expected, last, seeks) in list(gaps.items()):
+        cursor = table.cursors.get(tp.partition)
+        if cursor is None or cursor.offsets.get(tp.topic, expected) != expected:
+            del gaps[tp]  # revoked, or the records arrived
+            continue
+        if now - last < 1.0:
+            continue
+        if seeks >= 5 and await accept_gap(tp, expected, cursor):
+            del gaps[tp]
+            continue
+        gaps[tp] = (expected, now, seeks + 1)
+        log = app.log.info if seeks == 0 else app.log.warning
+        log(
+            "%s[%d]: records after %d arrived first: reading from it",
+            tp.topic,
+            tp.partition,
+            expected,
+        )
+        try:
+            await app.consumer.seek(tp, expected)
+        except Exception as exc:  # no longer assigned, or stopping
+            app.log.warning("cannot seek %s[%d]: %s", tp.topic, tp.partition, exc)
+
+
+async def accept_gap(tp: TP, expected: int, cursor: table.Cursor) -> bool:
+    """Skip offsets the broker no longer holds (retention): counted, logged, never silent."""
+    earliest = (await app.consumer.earliest_offsets(tp)).get(tp)
+    if earliest is None or earliest <= expected:
+        return False
+    app.log.error(
+        "%s[%d]: offsets %d..%d are gone from the broker: skipped",
+        tp.topic,
+        tp.partition,
+        expected,
+        earliest - 1,
+    )
+    metrics.INPUT_GAPS_ACCEPTED.inc(earliest - expected)
+    cursor.offsets[tp.topic] = earliest
+    return True
+
+
+def index_partition(partition: int) -> None:
+    """Rebuild a partition's deadline index from its stored states."""
+    deadlines.rebuild(partition, table.partition_items(partition))
+
+
+@table.customers.on_recover
+async def on_restored() -> None:
+    """Restore done: ready partitions get their cursor, deadline index and clock."""
+    for partition in table.on_restored(list(table.store.owners)):
+        index_partition(partition)
+        clock = deadlines.clocks[partition] = Clock(settings.clock)
+        clock.advance_to(table.cursors[partition].event_time)
+
+
+@app.on_partitions_revoked.connect
+async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    """Let the batch in flight finish (it writes its position), then stop the partitions."""
+    try:
+        await asyncio.wait_for(idle.wait(), timeout=settings.rebalance_timeout_s / 2)
+    except TimeoutError:
+        app.log.warning("batch still running at revocation: its writes will be fenced")
+    table.on_revoked({tp.partition for tp in revoked})
 
 
 async def send_all(sends: list[routing.Send]) -> None:
@@ -264,28 +390,47 @@ async def send_all(sends: list[routing.Send]) -> None:
     await asyncio.gather(*futures)
 
 
+@app.timer(settings.commit_interval_s)
+async def commit_positions() -> None:
+    """Commit the positions the changelog holds, for lag monitoring and tools.
+
+    Committed again every interval, changed or not: in the reliability runs the group's
+    committed offset was seen to stay behind the owner's applied position after a rebalance,
+    and nothing reads commits for correctness any more.
+    """
+    assigned = app.consumer.assignment()
+    offsets = {
+        tp: offset
+        for partition, position in list(table.store.acked_positions.items())
+        for topic, offset in position.offsets.items()
+        if (tp := TP(topic, partition)) in assigned
+    }
+    if offsets:
+        await app.consumer._commit_offsets(offsets)
+
+
+@app.timer(1.0)
+async def gap_timer() -> None:
+    """Seek gaps again also when no batch arrives (a seek lost to a rebalance or a stale fetch)."""
+    if gaps and not app.rebalancing and idle.is_set():
+        await read_gaps_again()
+
+
 @app.timer(settings.deadline_tick_s)
 async def deadline_timer() -> None:
-    """Send a tick to each owned partition whose earliest deadline is due (live clock only)."""
-    recovery = app.tables.recovery
-    if settings.clock != "live" or app.rebalancing or not recovery.completed.is_set():
+    """Send a tick to each ready partition whose earliest deadline is due (live clock only)."""
+    if settings.clock != "live" or app.rebalancing:
         return
-    assigned = {
-        tp.partition for tp in app.consumer.assignment() if tp.topic == names(topics.INTERNAL)
-    }
-    for partition in assigned - deadlines.built:
-        index_partition(partition)
-    for partition in assigned:
+    for partition in list(table.cursors):
         due = deadlines.earliest(partition)
         if due is None or partition in deadlines.ticking:
             continue
         if due <= deadlines.clock(partition).now():
             deadlines.ticking.add(partition)
-            tick = orjson.dumps({"type": "internal", "kind": "tick"})
             await app.producer.send(
-                names(topics.INTERNAL),
+                INTERNAL,
                 b"tick",
-                tick,
+                internal_body("tick"),
                 partition=partition,
                 timestamp=None,
                 headers=None,

@@ -1,79 +1,165 @@
-"""The `customers` table: composite customer state per customer key, in RocksDB + changelog."""
+"""The `customers` table: customer states and input positions per partition (streams.tables.state).
+
+The agent reads and writes through `store` and `cursors`; nothing else writes the table. A
+partition is processed only while it has a cursor: set when its restore (up to this worker's
+owner marker) has completed, from the position restored with it; dropped when it is revoked.
+"""
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
-from faust.streams import _current_event, current_event
-from faust.types import EventT
+import rocksdict
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from faust.types import TP
 
 from journey.customer import CustomerState
 from streams.app import app, settings
+from streams.compat import FencedTable
+from streams.recovery import confirmed_ends
+from streams.tables.state import CustomerStore, Position
 
-customers = app.Table(
-    "customers",
-    key_type=bytes,
-    value_type=bytes,  # bytes => Faust's "raw" codec; values are orjson of the state
-    partitions=settings.partitions,
-    help="Composite customer state (journey, identity, dedupe, abandonment, recommend).",
-    options={
-        "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
-        "max_write_buffer_number": 2,
-        "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
-    },
+customers: Any = app.tables.add(
+    FencedTable(
+        app,
+        name="customers",
+        key_type=bytes,
+        value_type=bytes,  # raw: values are orjson of the state
+        partitions=settings.partitions,
+        beacon=app.tables.beacon,
+        help="Composite customer state (journey, identity, dedupe, abandonment, recommend).",
+        options={
+            "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+        },
+    )
+)
+CHANGELOG = customers.changelog_topic.get_topic_name()
+
+
+@dataclass
+class Cursor:
+    """A ready partition: next offset per input topic and the event time, as last stored."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    event_time: float = 0.0
+
+    def position(self) -> Position:
+        """The position record for this cursor."""
+        return Position(dict(self.offsets), self.event_time)
+
+
+cursors: dict[int, Cursor] = {}
+
+
+async def read_changelog(topic: str, partition: int, start: int) -> list[tuple[int, Any, Any, Any]]:
+    """(offset, key, value, headers) of a changelog partition from `start` to its end."""
+    tp = TopicPartition(topic, partition)
+    auth = credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context)
+    bootstrap = settings.bootstrap_servers
+    end = (await confirmed_ends(bootstrap, [tp], **auth))[tp]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **auth)
+    await consumer.start()
+    records: list[tuple[int, Any, Any, Any]] = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while await consumer.position(tp) < end:
+            for m in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                records.append((m.offset, m.key, m.value, m.headers))
+    finally:
+        await consumer.stop()
+    return records
+
+
+store = CustomerStore(
+    CHANGELOG,
+    db_for=lambda p: customers.data.db(p),
+    producer=lambda: app.producer,
+    reader=read_changelog,
+    batch=lambda: rocksdict.WriteBatch(raw_mode=True),
 )
 
 
-def load(key: bytes) -> CustomerState | None:
-    """The stored state of a customer key, or None (call inside stream iteration).
+class Inputs:
+    """What the consumer asks the state layer: restore ends, seek targets (streams.compat)."""
 
-    Reads the current event's partition database directly, as Faust's store does for a
-    table read inside a stream, minus the mapping layers, sensor call and key-index update a
-    table read goes through (keys and values are raw bytes: nothing to decode there).
-    """
-    event = current_event()
-    if event is None:
-        raw = customers.get(key)
-    else:
-        raw = customers.data._db_for_partition(event.message.partition).get(key)
+    topic = CHANGELOG
+    inputs: frozenset[str] = frozenset()  # the customer agent's input topics (set by the agent)
+
+    async def claim(self, partitions: set[int]) -> dict[int, int]:
+        """Claim the partitions (owner markers); the ends a restore must reach."""
+        for p in partitions:
+            cursors.pop(p, None)
+        return await store.claim(partitions)
+
+    def seek_targets(self, tps: Iterable[TP]) -> dict[TP, int | None]:
+        """Where each input partition is read from: its cursor's offset (None: unknown)."""
+        targets: dict[TP, int | None] = {}
+        for tp in tps:
+            cursor = cursors.get(tp.partition)
+            if cursor is not None and tp.topic in self.inputs:
+                targets[tp] = cursor.offsets.get(tp.topic)
+        return targets
+
+    def fill(self, offsets: Mapping[TP, int]) -> None:
+        """Start offsets of input partitions that have no position yet (first run)."""
+        for tp, offset in offsets.items():
+            cursor = cursors.get(tp.partition)
+            if cursor is not None:
+                cursor.offsets.setdefault(tp.topic, offset)
+
+
+inputs = app.positions = Inputs()
+
+
+def on_restored(partitions: Iterable[int]) -> list[int]:
+    """Give each claimed, restored partition its cursor; return the partitions made ready."""
+    ready = []
+    for p in partitions:
+        if store.token(p) is None:
+            continue  # revoked (or claimed by a newer rebalance) meanwhile
+        position = store.position(p) or Position()
+        cursors[p] = Cursor(dict(position.offsets), position.event_time)
+        ready.append(p)
+    return ready
+
+
+def on_revoked(partitions: Iterable[int]) -> None:
+    """Stop processing and writing these partitions."""
+    partitions = set(partitions)
+    for p in partitions:
+        cursors.pop(p, None)
+    store.release(partitions)
+
+
+def load(partition: int, key: bytes) -> CustomerState | None:
+    """The stored state of a customer key in a partition, or None."""
+    raw = store.get(partition, key)
     return None if raw is None else CustomerState.from_dict(orjson.loads(raw))
-
-
-def store_batch(
-    states: Mapping[bytes, CustomerState],
-    last_event: Mapping[bytes, EventT],
-    forgotten: Mapping[bytes, EventT] | None = None,
-) -> None:
-    """Write each state once, with its own last event current, so it lands in its partition.
-
-    Forgotten keys are deleted: a tombstone in the changelog, nothing left in RocksDB.
-    """
-    for key, state in states.items():
-        _current_event.set(weakref.ref(last_event[key]))
-        customers[key] = orjson.dumps(state.to_dict())
-    for key, event in (forgotten or {}).items():
-        _current_event.set(weakref.ref(event))
-        if key in customers:
-            del customers[key]
 
 
 def snapshot(key: bytes) -> dict | None:
     """The stored state as a dict (web views, outside stream iteration)."""
-    raw = customers.data.get(key) if hasattr(customers, "data") else None
-    return None if raw is None else orjson.loads(raw)
+    for p in list(customers.data._dbs):
+        raw = store.get(p, key)
+        if raw is not None:
+            return orjson.loads(raw)
+    return None
 
 
 def local_states() -> Iterator[CustomerState]:
     """Every state stored on this worker (all its partitions); for views, not the hot path."""
     for partition in list(customers.data._dbs):
-        for key, raw in partition_items(partition):
-            if isinstance(key, bytes) and not key.startswith(b"__faust"):
-                yield CustomerState.from_dict(orjson.loads(raw))
+        for _, raw in store.items(partition):
+            yield CustomerState.from_dict(orjson.loads(raw))
 
 
 def partition_items(partition: int) -> list[tuple[bytes, bytes]]:
-    """All (key, value) pairs stored locally for one partition (deadline index rebuild)."""
-    db = customers.data._dbs.get(partition)  # rocksdict store, one DB per partition
-    return [] if db is None else list(db.items())
+    """All customer (key, value) pairs stored locally for one partition."""
+    return list(store.items(partition))

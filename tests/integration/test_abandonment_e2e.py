@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from streams import topics
-from streams.process import produce, read_topics, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 DELAY = 6.0
@@ -72,7 +73,7 @@ def test_cart_abandoned_fires_once_on_time_and_an_order_cancels(deployment: Any)
         order("b2", "buyer", t0),
     ]
     last = asyncio.run(produce(d.bootstrap, d.names, events))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
     found = wait_for(d, "abandoner", until=t0 + DELAY + 15)
     seen_at = time.time()
     assert len(found) == 1, found
@@ -93,7 +94,7 @@ def test_sigkill_before_the_deadline_fires_exactly_once_after_restart(deployment
     worker = d.start_worker()
     t0 = time.time()
     last = asyncio.run(produce(d.bootstrap, d.names, [cart_add("k1", "killed", t0)]))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
     time.sleep(1.0)  # let the state write reach the changelog
     worker.kill()  # SIGKILL before the deadline
     assert time.time() < t0 + DELAY

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from streams import topics
-from streams.process import _drain, produce, read_topics, wait_committed
+from streams.applied import wait_applied
+from streams.process import _drain, produce, read_topics
 from tests.integration.test_goods_find_people import CATALOG, view
 
 pytestmark = pytest.mark.broker
@@ -20,7 +21,7 @@ def test_every_worker_downsells_from_the_whole_catalog(deployment: Any) -> None:
     d.start_worker(index=0)
     d.start_worker(index=1)
     last = asyncio.run(produce(d.bootstrap, d.names, CATALOG))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
     # customer keys spread over the 4 partitions, so both workers serve some of the fathers
     story = []
     for i, father in enumerate(FATHERS):

@@ -21,7 +21,8 @@ import orjson
 import pytest
 
 from recommend.experiments import HOLDOUT, arm_for
-from streams.process import produce, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce
 from tests.integration.test_goods_find_people import CATALOG
 
 pytestmark = pytest.mark.broker
@@ -79,7 +80,7 @@ def test_converting_strategy_shows_uplift_on_api_metrics_and_page(deployment: An
     d = deployment(partitions=2, clock="event", api_token=TOKEN, experiment_holdout=HOLDOUT_SHARE)
     worker = d.start_worker()
     last = asyncio.run(produce(d.bootstrap, d.names, CATALOG))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
 
     arms = {m: arm_for(f"c:{m}", STRATEGY, HOLDOUT_SHARE) for m in MOTHERS}
     treated = [m for m in MOTHERS if arms[m] != HOLDOUT]
@@ -89,7 +90,7 @@ def test_converting_strategy_shows_uplift_on_api_metrics_and_page(deployment: An
     # treated mothers come back two days later for the suggested diapers; held-out ones do not
     events += [order(f"d-{m}", m, "2026-11-04T10:00:00+08:00", "diapers-s", 19.0) for m in treated]
     last = asyncio.run(produce(d.bootstrap, d.names, events, one_topic=True))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 60))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 60))
 
     # the API: every mother decided once, treated ones converted, none of the holdout
     status, body = get(worker.base_url + "/experiments")
@@ -130,7 +131,7 @@ def test_converting_strategy_shows_uplift_on_api_metrics_and_page(deployment: An
 def produce_and_wait(d: Any, events: list[dict[str, Any]]) -> None:
     """Produce events and wait until the worker committed them."""
     last = asyncio.run(produce(d.bootstrap, d.names, events))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
 
 
 def outside_playwright_loop(fn: Any, *args: Any) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from streams import topics
-from streams.process import produce, read_topics, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 
@@ -61,7 +62,7 @@ def test_formula_brings_diapers_and_wipes_and_strollers_bring_the_mid_priced_one
     d = deployment(partitions=2, clock="event", experiment_holdout=0.0)
     d.start_worker()
     last = asyncio.run(produce(d.bootstrap, d.names, CATALOG))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
     story = [
         {
             "type": "order",
@@ -96,7 +97,7 @@ def test_formula_brings_diapers_and_wipes_and_strollers_bring_the_mid_priced_one
         },
     ]
     last = asyncio.run(produce(d.bootstrap, d.names, story, one_topic=True))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
     # the father's session ends 30 min after his last view: advance event time past it
     from streams.process import _drain
 

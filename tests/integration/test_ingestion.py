@@ -25,7 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.contracts import validator_for
 from streams import topics
-from streams.process import read_topics, wait_committed, wire_key
+from streams.applied import wait_applied
+from streams.process import read_topics, wire_key
 
 pytestmark = pytest.mark.broker
 NOW = time.time()
@@ -213,7 +214,7 @@ def test_bad_inputs_dead_lettered_duplicates_once_valid_events_reach_state(
     sends += [send for _, send, _ in bad]
     sends.append((names.for_input("page_view"), wire_key(duplicate), orjson.dumps(duplicate)))
     placed = asyncio.run(send_each(d.bootstrap, sends))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last_offsets(placed), 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last_offsets(placed), 30))
 
     # --- dead letters: each bad message exactly once, with category, bytes, key and source
     letters = asyncio.run(read_topics(d.bootstrap, [names(topics.DEAD_LETTERS)]))
@@ -301,7 +302,7 @@ def test_wrongly_keyed_events_are_rekeyed_to_their_customer(deployment: Any) -> 
     assert keys[2] == b"c:rekeyed"
     sends: list[Send] = [(topic, k, orjson.dumps(e)) for k, e in zip(keys, events, strict=True)]
     placed = asyncio.run(send_each(d.bootstrap, sends))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last_offsets(placed), 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last_offsets(placed), 30))
 
     # the two wrongly keyed views take a second hop through the internal topic
     deadline = time.monotonic() + 20

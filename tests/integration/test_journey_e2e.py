@@ -23,7 +23,8 @@ import orjson
 import pytest
 
 from streams import topics
-from streams.process import produce, read_topics, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 T0 = time.time() - 3 * 3600  # event times: the last three hours (live clock)
@@ -109,7 +110,7 @@ def get_json(url: str) -> Any:
 
 def send_and_wait(d: Any, events: list[dict[str, Any]]) -> None:
     last = asyncio.run(produce(d.bootstrap, d.names, events))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
 
 
 def poll(url: str, ok: Any, timeout: float = 20.0) -> Any:

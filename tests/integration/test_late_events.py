@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from streams import topics
-from streams.process import produce, read_topics, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 
@@ -34,7 +35,7 @@ def test_beyond_grace_is_dead_lettered_within_grace_is_applied(deployment: Any) 
         view("too-late", "2026-11-02T09:00:00+00:00"),  # 60 min behind: dead-lettered
     ]
     last = asyncio.run(produce(d.bootstrap, d.names, events))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
     letters = asyncio.run(read_topics(d.bootstrap, [d.names(topics.DEAD_LETTERS)]))
     assert [(r["category"], r["source"]["offset"]) for r in letters] == [("late_event", 2)]
     assert "3600s behind" in letters[0]["message"]
@@ -103,7 +104,7 @@ def test_shuffled_within_the_reorder_window_equals_in_order_reference(deployment
     d = deployment(partitions=4, clock="event")  # latest_changelog reads 4 partitions
     d.start_worker()
     last = asyncio.run(produce(d.bootstrap, d.names, arrival, one_topic=True))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 60))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 60))
 
     config = JourneyConfig()
     expected: dict[str, Any] = {}

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.process import produce, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce
 
 pytestmark = pytest.mark.broker
 TOKEN = "s3cret-token"
@@ -58,7 +59,7 @@ def test_segments_counts_and_token(deployment: Any) -> None:
         },
     ]
     last = asyncio.run(produce(d.bootstrap, d.names, events))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
 
     assert get(worker.base_url + "/segments", None)[0] == 401
     assert get(worker.base_url + "/customers/buyer", "wrong")[0] == 401

@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from journey.config import JourneyConfig
 from streams import topics
-from streams.process import read_topics, wait_committed, wire_key
+from streams.applied import wait_applied
+from streams.process import read_topics, wire_key
 from tests.reliability.report import write_section
 from tests.reliability.test_kill_restart import latest_changelog, reference
 
@@ -112,7 +113,7 @@ def test_ten_thousand_malformed_messages_all_dead_lettered(deployment: Any) -> N
     for partition, offset in placed:
         tp = TopicPartition(topic, partition)
         last[tp] = max(last.get(tp, -1), offset)
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 180))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 180))
 
     expected = {
         (partition, offset): (category, value)

@@ -34,7 +34,7 @@ from streams.process import _drain, committed, produce
 from streams.recovery import confirmed_ends
 from tests.conftest import Deployment
 from tests.reliability.report import write_section
-from tests.reliability.test_kill_restart import PARTITIONS, reference, workload
+from tests.reliability.test_kill_restart import PARTITIONS, latest_changelog, reference, workload
 
 pytestmark = [pytest.mark.broker, pytest.mark.reliability]
 EVENTS = 12_000
@@ -200,7 +200,7 @@ def run_scenario(d: Deployment, broker: EmbeddedBroker) -> None:
     lost_connection = worker.log_path.read_text(errors="replace").count("Connect call failed")
     expected_journeys, expected_ids = reference(events, JourneyConfig())
     changelog = f"{d.settings.app_id}-customers-changelog"
-    latest = dict(asyncio.run(read_all(d.bootstrap, changelog)))  # the last value per key
+    latest = asyncio.run(latest_changelog(d.bootstrap, changelog, PARTITIONS, CONFIRM_TIMEOUT))
     actual_journeys = {k: v["journey"] for k, v in latest.items() if v.get("journey")}
     mismatched = [k for k in expected_journeys if actual_journeys.get(k) != expected_journeys[k]]
     outputs = [v for _, v in asyncio.run(read_all(d.bootstrap, d.names(topics.ABANDONMENT)))]

@@ -28,6 +28,7 @@ from schemas import contracts
 from streams import topics
 from streams.process import _drain, produce, read_topics, wire_key
 from streams.recovery import confirmed_ends
+from streams.tables.state import restored
 from tests.reliability.report import write_section
 
 pytestmark = [pytest.mark.broker, pytest.mark.reliability]
@@ -99,24 +100,30 @@ def reference(events: list[dict[str, Any]], config: JourneyConfig) -> tuple[dict
     return {k: s.journey.to_dict() for k, s in states.items() if s.journey}, ids
 
 
-async def latest_changelog(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
-    """Latest value per key of a changelog, read up to its confirmed end."""
-    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    ends = await confirmed_ends(bootstrap, tps)
+async def latest_changelog(
+    bootstrap: str, topic: str, partitions: int = PARTITIONS, timeout: float = 5.0
+) -> dict[str, dict[str, Any]]:
+    """Latest value per customer key of a changelog, read up to its confirmed end."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = await confirmed_ends(bootstrap, tps, timeout=timeout)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
-    latest: dict[str, dict[str, Any]] = {}
+    records: dict[TopicPartition, list[tuple[bytes, bytes | None, Any]]] = defaultdict(list)
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while any([await consumer.position(tp) < ends[tp] for tp in tps]):
             batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            for msgs in batch.values():
-                for m in msgs:
-                    latest[m.key.decode()] = orjson.loads(m.value)
+            for tp, msgs in batch.items():
+                records[tp].extend((m.key, m.value, m.headers) for m in msgs)
     finally:
         await consumer.stop()
-    return latest
+    # what a restore of each partition yields (a fenced-out worker's late writes are not state)
+    return {
+        key.decode(): orjson.loads(value)
+        for tp in tps
+        for key, value in restored(records[tp]).items()
+    }
 
 
 def kill_three_times(d: Any, rng: random.Random) -> str:

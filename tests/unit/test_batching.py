@@ -8,7 +8,7 @@ from typing import Any
 import faust
 import pytest
 
-from streams.batching import BatchingStream
+from streams.compat import BatchingStream
 
 
 def run(coro: Any) -> Any:

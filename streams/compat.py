@@ -1,0 +1,391 @@
+"""Every Faust override and private Faust name the project uses, in one place (Faust 0.15.3).
+
+What is changed, and why:
+- the worker's fetch wait comes from the settings (Faust hard-codes 1.5 s; Tansu answers a
+  waiting fetch only when the wait expires);
+- the consumer thread leaves the group on stop also from generation 0 (Tansu's first), which
+  aiokafka skips: a restarted worker waited for its old member's session to time out;
+- the drain loop races one whole fetch's delivery against the flow stop instead of each message
+  (Faust's `wait_first` per message is most of a no-op agent's CPU), and hands over every record
+  of an unpaused partition: which records are applied is decided by the agent against the
+  position stored with the state (`streams.tables.state`), not by Faust's read offsets or acks;
+- `highwaters` of the customer changelog appends an owner marker and returns its offset + 1: a
+  restore ends at an end the worker proved (Tansu's ListOffsets answer lags the real end);
+- `perform_seek` reads each input partition from the restored position;
+- the rocksdb store applies a restored changelog batch with owner fencing, atomically;
+- `BatchingStream.take_events` hands over what is queued, without Faust's drainer task.
+
+`PRIVATE_NAMES` lists the private Faust/aiokafka attributes used here and elsewhere in the
+project; `tests/unit/test_compat.py` checks that each still exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, ClassVar, Protocol
+
+import aiokafka
+import faust
+import faust.streams as faust_streams
+import rocksdict
+from aiokafka import TopicPartition
+from aiokafka.protocol.group import LeaveGroupRequest
+from faust.stores import rocksdb as faust_rocksdb
+from faust.streams import _current_event
+from faust.transport.consumer import CONSUMER_FETCHING as FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, EventT
+from mode.utils.times import Seconds, want_seconds
+
+from streams.recovery import confirmed_ends
+from streams.tables.state import OFFSET_KEY, OWNER_KEY, fenced
+
+logger = logging.getLogger(__name__)
+
+FAUST_VERSION = "0.15.3"
+
+# (module or class, attribute): every private name of Faust or aiokafka the project relies on
+PRIVATE_NAMES: list[tuple[object, str]] = [
+    (faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer"),
+    (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer"),
+    (faust_aiokafka.Consumer, "_new_consumer_thread"),
+    (faust_aiokafka.Consumer, "_drain_messages"),
+    (faust_aiokafka.Consumer, "_commit"),
+    (faust_aiokafka.Consumer, "_commit_offsets"),
+    (faust_aiokafka.Consumer, "_is_changelog_tp"),
+    (faust_aiokafka.Consumer, "_seek"),
+    (faust.App, "_new_transport"),
+    (faust.Stream, "_channel_stop_iteration"),
+    (faust.Table, "_new_store_by_url"),
+    (faust_rocksdb.Store, "_db_for_partition"),
+    (faust_rocksdb.Store, "offset_key"),
+    (faust_streams, "_current_event"),
+]
+# instance attributes (set in __init__, so checked on a started app by the compat test)
+PRIVATE_INSTANCE_NAMES = {
+    "consumer": ["_paused_partitions", "_buffered_partitions", "_committed_offset", "_thread"],
+    "stream": ["_on_message_in", "_on_stream_event_in", "_on_stream_event_out", "_on_message_out"],
+    "store": ["_dbs"],
+    "consumer_thread": ["_consumer"],
+    "aiokafka_consumer": ["_fetch_max_wait_ms", "_coordinator"],
+}
+
+
+class FaustVersionError(RuntimeError):
+    """The installed Faust is not the one these overrides were written against."""
+
+
+def check_faust_version() -> None:
+    """Refuse to start on a Faust these overrides were not checked against."""
+    if faust.__version__ != FAUST_VERSION:
+        raise FaustVersionError(
+            f"journeystream's Faust overrides (streams/compat.py) were written for "
+            f"faust-streaming {FAUST_VERSION}; installed: {faust.__version__}"
+        )
+
+
+class Positions(Protocol):
+    """What the consumer asks the state layer (streams.tables.customers.inputs)."""
+
+    topic: str
+
+    async def claim(self, partitions: set[int]) -> dict[int, int]: ...
+
+    def seek_targets(self, tps: Iterable[TP]) -> dict[TP, int | None]: ...
+
+    def fill(self, offsets: Mapping[TP, int]) -> None: ...
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with a configurable fetch wait and a generation-0 leave."""
+
+    fetch_max_wait_ms: ClassVar[int] = 50
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read when start() builds Fetcher
+        return consumer
+
+    async def on_thread_stop(self) -> None:
+        """Leave the group also from generation 0, then stop as Faust does."""
+        if self._consumer is not None:
+            await leave_generation_zero(self._consumer)
+        await super().on_thread_stop()
+
+
+async def leave_generation_zero(consumer: aiokafka.AIOKafkaConsumer) -> None:
+    """Send LeaveGroup for a member of generation 0, which aiokafka never leaves."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or coordinator.generation != 0 or not coordinator.member_id:
+        return
+    try:
+        await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+    except Exception as exc:  # best effort, like aiokafka's own leave
+        logger.warning("LeaveGroup (generation 0) failed: %s", exc)
+    else:
+        logger.info("LeaveGroup request succeeded (generation 0)")
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer: per-fetch delivery, proven restore ends, seeks to positions."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Faust's drain loop with one `wait_first` per fetch instead of per message."""
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(FETCHING)
+                ait = self.getmany(timeout=1.0)
+                # the fetch (and the seek getmany runs when the flow is stopped) stays outside
+                # the cancellable delivery: cancelled, it would lose fetched records
+                try:
+                    first = await ait.__anext__()
+                except StopAsyncIteration:
+                    continue
+                if self.should_stop:
+                    continue
+                await self.wait_first(self._deliver(first, ait), self.suspend_flow.wait())
+                self.diag.unset_flag(FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        finally:
+            self.diag.unset_flag(FETCHING)
+
+    async def _deliver(self, first: tuple[TP, Any], rest: Any) -> None:
+        """Hand over a fetch's records; paused partitions' records are left to their seek."""
+        callback = self.callback
+        paused = self._paused_partitions
+        read_offset = self._read_offset
+        since_yield = 0
+        item: tuple[TP, Any] | None = first
+        while item is not None:
+            tp, message = item
+            if tp not in paused:
+                since_yield += 1
+                if since_yield > 100:
+                    await asyncio.sleep(0)
+                    since_yield = 0
+                await callback(message)
+                read_offset[tp] = message.offset
+            try:
+                item = await rest.__anext__()
+            except StopAsyncIteration:
+                item = None
+
+    def pause_partitions(self, tps: Any) -> None:
+        """Pause; a paused partition is no longer "buffered" (Faust delivers those)."""
+        super().pause_partitions(tps)
+        self._buffered_partitions.difference_update(self._paused_partitions)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        """Resume fetching after buffer pressure, unless the partition is paused."""
+        if tp in self._paused_partitions:
+            self._buffered_partitions.discard(tp)
+            return
+        super().on_buffer_drop(tp)
+
+    async def perform_seek(self) -> None:
+        """Seek input partitions to the restored positions (committed offsets where none)."""
+        await super().perform_seek()
+        streams = [tp for tp in self.assignment() if not self._is_changelog_tp(tp)]
+        fresh = [tp for tp in streams if self._committed_offset.get(tp) is None]
+        if fresh:  # nothing committed: from the start, like the group's offset reset
+            await self._thread.seek_to_beginning(*(TopicPartition(*tp) for tp in fresh))
+        positions: Positions | None = getattr(self.app, "positions", None)
+        if positions is None:
+            return
+        targets = positions.seek_targets(streams)
+        for tp, offset in targets.items():
+            if offset is not None:
+                await self.seek(tp, offset)
+        missing = [tp for tp, offset in targets.items() if offset is None]
+        if missing:
+            earliest = await self.earliest_offsets(*missing)
+            positions.fill(
+                {tp: self._committed_offset.get(tp) or earliest.get(tp) or 0 for tp in missing}
+            )
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit; say so when the broker refused (Faust drops that silently)."""
+        done = await super()._commit(offsets)
+        if not done:
+            self.log.warning("offset commit refused for %d partitions", len(offsets))
+        return done
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """Restore ends: the customer changelog's are owner markers this worker appended."""
+        positions: Positions | None = getattr(self.app, "positions", None)
+        ends: dict[TP, int] = {}
+        if positions is not None:
+            own = {tp for tp in partitions if tp.topic == positions.topic}
+            if own:
+                claimed = await positions.claim({tp.partition for tp in own})
+                ends.update({tp: claimed[tp.partition] for tp in own})
+        rest = [tp for tp in partitions if tp not in ends]
+        if rest:
+            ends.update(await self._fetched_ends(rest))
+        return ends
+
+    async def _fetched_ends(self, partitions: list[TP]) -> dict[TP, int]:
+        """Partition ends confirmed by a fetch (the broker's reported end can lag)."""
+        reported = await super().highwaters(*partitions)
+        bootstrap = ",".join(f"{u.host}:{u.port or 9092}" for u in self.app.conf.broker_consumer)
+        auth = faust_aiokafka.credentials_to_aiokafka_auth(
+            self.app.conf.broker_credentials, self.app.conf.ssl_context
+        )
+        confirmed = await confirmed_ends(
+            bootstrap,
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions],
+            {TopicPartition(*tp): v for tp, v in reported.items() if v is not None},
+            **auth,
+        )
+        return {TP(tp.topic, tp.partition): end for tp, end in confirmed.items()}
+
+
+class Transport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport using Consumer."""
+
+    Consumer = Consumer
+
+
+def configure(fetch_max_wait_ms: int) -> None:
+    """Set the fetch wait used by consumers created from now on."""
+    ConsumerThread.fetch_max_wait_ms = int(fetch_max_wait_ms)
+
+
+class FencedStore(faust_rocksdb.Store):
+    """Faust's rocksdb store whose restore skips superseded owners' writes, atomically."""
+
+    def apply_changelog_batch(self, batch: Iterable[EventT], to_key: Any, to_value: Any) -> None:
+        """Apply restored changelog records per partition in one RocksDB write each."""
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in batch:
+            by_partition[event.message.partition].append(event.message)
+        for partition, messages in by_partition.items():
+            messages.sort(key=lambda m: m.offset)
+            db = self._db_for_partition(partition)
+            writes = rocksdict.WriteBatch(raw_mode=True)
+            records = ((m.key, m.value, m.headers) for m in messages)
+            for key, value in fenced(records, db.get(OWNER_KEY)):
+                if value is None:
+                    writes.delete(key)
+                else:
+                    writes.put(key, value)
+            writes.put(OFFSET_KEY, str(messages[-1].offset).encode())
+            db.write(writes)
+
+    def db(self, partition: int) -> Any:
+        """The partition's RocksDB (opened on first use)."""
+        return self._db_for_partition(partition)
+
+
+class FencedTable(faust.Table):
+    """faust.Table stored in a FencedStore."""
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        return FencedStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+
+
+class BatchingStream(faust.Stream):
+    """faust.Stream whose take_events yields what is queued, without a drainer task.
+
+    Faust's own `take_events` moves every event through a drainer task and an awaited
+    processor, then waits `within` for more also when the queue is empty. Here a batch is what
+    the queue holds when the agent asks (at most `max_`), waiting only for the first event.
+    Events of an older generation or received while the flow is stopped are dropped.
+    """
+
+    async def take_events(  # type: ignore[override]
+        self, max_: int, within: Seconds
+    ) -> AsyncIterator[list[EventT]]:
+        """Yield lists of up to `max_` events: all that is queued, waiting only for the first."""
+        self._finalized = True
+        started_by_aiter = await self.maybe_start()
+        channel: Any = self.channel
+        queue = channel.queue
+        slow_get = channel.__anext__
+        linger = want_seconds(within) if within else 0.0
+        app = self.app
+        consumer = app.consumer
+        acking_topics = app.topics.acking_topics
+        is_active = app.flow_control.is_active
+        try:
+            while not self.should_stop:
+                values = [await slow_get()]
+                deadline = time.monotonic() + linger if linger else 0.0
+                while len(values) < max_:
+                    if not queue.empty():
+                        values.append(queue.get_nowait())
+                        continue
+                    left = deadline - time.monotonic() if deadline else 0.0
+                    if left <= 0:
+                        break
+                    try:
+                        values.append(await asyncio.wait_for(slow_get(), left))
+                    except TimeoutError:
+                        break
+                events: list[EventT] = []
+                states: list[Any] = []
+                generation = app.consumer_generation_id
+                active = is_active()
+                for event in values:
+                    if not isinstance(event, EventT):
+                        continue
+                    message = event.message
+                    if not active or message.generation_id != generation:
+                        continue  # stale: read again from the position after the rebalance
+                    tp, offset = message.tp, message.offset
+                    if message.topic in acking_topics and not message.tracked:
+                        message.tracked = True
+                        consumer.unacked.add(message)
+                        self._on_message_in(tp, offset, message)
+                    states.append(self._on_stream_event_in(tp, offset, self, event))
+                    events.append(event)
+                if not events:
+                    continue
+                _current_event.set(weakref.ref(events[-1]))
+                self.current_event = events[-1]
+                self.events_total += len(events)
+                try:
+                    yield events
+                finally:
+                    self.current_event = None
+                    for event, state in zip(events, states, strict=True):
+                        message = event.message
+                        last_to_ack = event.ack()
+                        self._on_stream_event_out(message.tp, message.offset, self, event, state)
+                        if last_to_ack:
+                            self._on_message_out(message.tp, message.offset, message)
+        except StopAsyncIteration:
+            return  # the channel was stopped (shutdown)
+        finally:
+            self._channel_stop_iteration(channel)
+            if started_by_aiter:
+                await self.stop()
+                self.service_reset()
