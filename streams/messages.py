@@ -39,6 +39,7 @@ class Rekey:
     key: bytes
     body: bytes
     event_type: str
+    event: CustomerEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def classify(
         return CatalogUpdate(decoded.product_id)
     proper = customer_key(decoded).encode()
     if proper != key:
-        return Rekey(proper, forward_body(decoded, key, rekey=True), event_type)
+        return Rekey(proper, forward_body(decoded, key, rekey=True), event_type, decoded)
     return CustomerInput(key, decoded, decoded, event_type, late_check=True)
 
 

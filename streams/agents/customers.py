@@ -25,6 +25,7 @@ from journey.abandonment import AbandonmentConfig
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
 from recommend.triggers import react
+from schemas.records import PageView
 from streams import metrics, routing, topics
 from streams.app import app, settings
 from streams.app import topics as names
@@ -181,7 +182,9 @@ async def process_batch(events: list[EventT]) -> None:
             max_bytes=settings.max_payload_bytes,
             future_tolerance=settings.future_tolerance_s,
         )
+        observe_price(message, msg.topic)
         handle(work, message, msg, wall, sends)
+        fire_due(work, sends, flush=False)  # as the partition's time passes: batch-independent
     ready = [w for w in works.values() if w is not None]
     try:
         for work in ready:
@@ -197,6 +200,16 @@ async def process_batch(events: list[EventT]) -> None:
     if events:
         metrics.EVENT_TO_OUTPUT.observe(max(0.0, time.time() - events[0].message.timestamp))
         metrics.LAST_EVENT.set(events[-1].message.timestamp)
+
+
+def observe_price(message: Message, topic: str) -> None:
+    """A page view's price feeds the price tiers once: where it enters, on an input topic."""
+    if topic != INTERNAL and isinstance(message, CustomerInput | Rekey):
+        event = message.event
+        if isinstance(event, PageView):
+            catalog_state.price_tiers.observe(
+                event.category, event.product_id, event.price, catalog=False
+            )
 
 
 def handle(work: Work, message: Message, msg: Any, wall: float, sends: list[routing.Send]) -> None:
