@@ -49,7 +49,7 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
         producer_max_batch_size=settings.producer_max_batch_bytes,
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
-        Stream=BatchingStream,  # take_events hands over what is queued (streams/batching.py)
+        Stream=BatchingStream,  # take_events hands over what is queued (streams/compat.py)
         table_standby_replicas=0,
         # safe to keep on: restore ends are this worker's own owner markers (streams/compat.py)
         recovery_consistency_check=True,

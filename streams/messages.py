@@ -28,7 +28,7 @@ class CustomerInput:
     key: bytes
     message: Any  # a CustomerEvent, or a core message dict (forward, identity merge, link)
     event: CustomerEvent | None  # the event carried, if any (dedupe, late check)
-    event_type: str  # metrics label: the event's type, or "internal"
+    event_type: str  # metrics label: the event's type, or "internal" (second hops, core messages)
     late_check: bool  # an event's first application: check it against the late grace
 
 
@@ -131,7 +131,6 @@ def _internal(key: bytes, value: bytes | None) -> Message:
         event = event_from_dict(event) if isinstance(event, dict) else None
         if event is None:
             return BadInput("internal_error", "forward without a customer event", "internal")
-        rekey = bool(obj.get("rekey"))
-        event_type = type_name(event) if rekey else "internal"
-        return CustomerInput(key, message, event, event_type, late_check=rekey)
+        # counted once, where it entered (as forwarded): the second hop is internal
+        return CustomerInput(key, message, event, "internal", late_check=bool(obj.get("rekey")))
     return CustomerInput(key, message, None, "internal", late_check=False)
