@@ -28,19 +28,20 @@ ASSETS = {
 }
 
 
-def authorized(request: web.Request, *, query_token: bool = False) -> bool:
+def authorized(request: web.Request) -> bool:
     """True when no API token is set or the request carries `Authorization: Bearer <token>`.
 
-    With `query_token` (the dashboard page only, which a browser opens without headers),
-    `?token=<token>` is accepted too.
+    The token is taken from that header only: a `?token=` query parameter is never accepted
+    (URLs end up in access logs, proxies and browser history).
     """
     if not settings.api_token:
         return True
-    header = request.headers.get("Authorization", "")
-    if hmac.compare_digest(header, f"Bearer {settings.api_token}"):
-        return True
-    token = request.query.get("token", "") if query_token else ""
-    return bool(token) and hmac.compare_digest(token, settings.api_token)
+    header = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(header, f"Bearer {settings.api_token}".encode())
+
+
+# what a view answers without the token (RFC 6750: 401 with a Bearer challenge)
+UNAUTHORIZED = (401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
 def ready() -> bool:
@@ -61,7 +62,7 @@ class Metrics(web.View):
     async def get(self, request: web.Request) -> web.Response:
         """Return every journeystream metric."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         for strategy, arms in experiments_now().items():
             for arm, result in arms.items():
                 if result["uplift"] is not None:
@@ -91,7 +92,7 @@ class CustomerProfile(web.View):
     async def get(self, request: web.Request, customer_id: str) -> web.Response:
         """The journey and profile of `c:<id>` (or `a:<id>` with ?anonymous=1)."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         prefix = "a:" if request.query.get("anonymous") else "c:"
         key = f"{prefix}{customer_id}"
         try:
@@ -158,7 +159,7 @@ class Segments(web.View):
     async def get(self, request: web.Request) -> web.Response:
         """The operations view (counts over the customers this worker owns)."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         journeys = [s.journey for s in customer_table.local_states() if s.journey is not None]
         view = operations_view(journeys, processing_now(), orders_by_path(), journey_config)
         for segment in SEGMENTS:
@@ -186,19 +187,22 @@ class Experiments(web.View):
     async def get(self, request: web.Request) -> web.Response:
         """This worker's experiment report (counts since it started)."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         body = orjson.dumps({"strategies": experiments_now()})
         return self.bytes(body, content_type="application/json")
 
 
 @app.page("/dashboard")
 class Dashboard(web.View):
-    """The customer-operations page (plain HTML/JS, polling the JSON views)."""
+    """The customer-operations page (plain HTML/JS, polling the JSON views).
+
+    The page itself holds no data and is served without the token (a browser cannot send a
+    header when it opens a page): its script asks for the token and sends it as a bearer
+    header to `/segments` and `/experiments`, which answer 401 without it.
+    """
 
     async def get(self, request: web.Request) -> web.Response:
-        """The page; with a token set, `?token=` or the bearer header is required."""
-        if not authorized(request, query_token=True):
-            return self.error(401, "missing or wrong bearer token")
+        """The page (static HTML)."""
         return self.html((DASHBOARD / "index.html").read_text(encoding="utf-8"))
 
 
