@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from streams import metrics
 from streams.agents.customers import deadlines, input_channel, journey_config
 from streams.app import app, settings
 from streams.tables import customers as customer_table
+
+logger = logging.getLogger(__name__)
 
 DASHBOARD = Path(__file__).parent / "dashboard"
 ASSETS = {
@@ -217,3 +220,23 @@ class DashboardAsset(web.View):
             return self.error(404, "unknown asset")
         path, content_type = asset
         return self.bytes(path.read_bytes(), content_type=content_type)
+
+
+@app.task
+async def log_routes() -> None:
+    """Log, once at start, every route the worker's web server serves (read from its router).
+
+    Faust's own `/table/…`, `/router/…`, `/graph`, statistics and `/performance` endpoints are
+    switched off in `create_app`; this line shows what is left (and the route-walk test reads it).
+    """
+    web_app = getattr(app.web, "web_app", None)  # the aiohttp driver's Application
+    if web_app is None:
+        return
+    routes = sorted(
+        {
+            f"{route.method} {route.resource.canonical}"
+            for route in web_app.router.routes()
+            if route.resource is not None
+        }
+    )
+    logger.info("web routes: %s", orjson.dumps(routes).decode())
