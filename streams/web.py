@@ -5,10 +5,12 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+from aiohttp import web as aiohttp_web
 from faust import web
 from faust.exceptions import SameNode
 
@@ -31,7 +33,21 @@ ASSETS = {
 }
 
 
-def authorized(request: web.Request) -> bool:
+# Served without the token: readiness, and the dashboard page and its assets (static files,
+# no data; the page's script asks for the token). Every other path needs it, including any
+# route added later by journeystream or by Faust.
+PUBLIC_PATHS = frozenset({"/ready", "/dashboard"})
+PUBLIC_PREFIXES = ("/dashboard/static/",)
+
+
+class HasHeaders(Protocol):
+    """A request of either web layer (Faust's view request or aiohttp's)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def authorized(request: HasHeaders) -> bool:
     """True when no API token is set or the request carries `Authorization: Bearer <token>`.
 
     The token is taken from that header only: a `?token=` query parameter is never accepted
@@ -45,6 +61,32 @@ def authorized(request: web.Request) -> bool:
 
 # what a view answers without the token (RFC 6750: 401 with a Bearer challenge)
 UNAUTHORIZED = (401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+@aiohttp_web.middleware
+async def require_token(
+    request: aiohttp_web.Request,
+    handler: Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]],
+) -> aiohttp_web.StreamResponse:
+    """Deny by default: 401 for any served route outside PUBLIC_* without the bearer token.
+
+    A path the router does not serve keeps its 404 (or 405), with or without the token. The
+    views check the token as well.
+    """
+    path = request.path
+    if (
+        request.match_info.http_exception is None
+        and path not in PUBLIC_PATHS
+        and not path.startswith(PUBLIC_PREFIXES)
+        and not authorized(request)
+    ):
+        status, reason, headers = UNAUTHORIZED
+        return aiohttp_web.json_response({"error": reason}, status=status, headers=headers)
+    return await handler(request)
+
+
+# the aiohttp Application of Faust's web driver; its router is frozen only when it starts
+app.web.web_app.middlewares.append(require_token)  # type: ignore[attr-defined]
 
 
 def ready() -> bool:
@@ -229,9 +271,7 @@ async def log_routes() -> None:
     Faust's own `/table/…`, `/router/…`, `/graph`, statistics and `/performance` endpoints are
     switched off in `create_app`; this line shows what is left (and the route-walk test reads it).
     """
-    web_app = getattr(app.web, "web_app", None)  # the aiohttp driver's Application
-    if web_app is None:
-        return
+    web_app = app.web.web_app  # type: ignore[attr-defined]
     routes = sorted(
         {
             f"{route.method} {route.resource.canonical}"
