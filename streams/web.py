@@ -85,7 +85,7 @@ async def require_token(
     return await handler(request)
 
 
-# the aiohttp Application of Faust's web driver; its router is frozen only when it starts
+# the aiohttp Application of Faust's web driver (its middleware list freezes when it starts)
 app.web.web_app.middlewares.append(require_token)  # type: ignore[attr-defined]
 
 
