@@ -58,6 +58,14 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
         web_port=settings.web_port,
         canonical_url=f"http://{settings.advertised_host or settings.web_host}:{settings.web_port}",
         web_in_thread=False,
+        # Faust's built-in endpoints are off: /table/… serves table data and /router/… the
+        # cluster layout, neither behind the API token. /customers/{id} is routed through the
+        # partition assignor (app.router), which does not need the /router/ endpoints.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,  # / and /assignment/ (sensor counters, partitions)
+        web_graph_enabled=False,
+        web_metrics_enabled=False,  # /performance/
         logging_config=None,
     )
     options.update(overrides)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -113,6 +114,16 @@ class Settings:
             raise SettingsError("SASL needs JOURNEYSTREAM_SASL_USERNAME and _SASL_PASSWORD")
         if not self.broker.startswith(("kafka://", "aiokafka://")):
             raise SettingsError("JOURNEYSTREAM_BROKER must look like kafka://host:port")
+        host = self.web_host.strip().strip("[]").rstrip(".").lower()
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name, or empty (every interface)
+            loopback = False
+        if not self.api_token and not loopback:
+            raise SettingsError(
+                f"JOURNEYSTREAM_WEB_HOST={self.web_host!r} is not a loopback address: set "
+                "JOURNEYSTREAM_API_TOKEN, or the profiles and KPIs are open to the network"
+            )
 
     def to_env(self) -> dict[str, str]:
         """These settings as JOURNEYSTREAM_* variables (to start a worker process)."""

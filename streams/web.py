@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+from aiohttp import web as aiohttp_web
 from faust import web
 from faust.exceptions import SameNode
 
@@ -19,6 +22,8 @@ from streams.agents.customers import deadlines, input_channel, journey_config
 from streams.app import app, settings
 from streams.tables import customers as customer_table
 
+logger = logging.getLogger(__name__)
+
 DASHBOARD = Path(__file__).parent / "dashboard"
 ASSETS = {
     "dashboard.js": (DASHBOARD / "dashboard.js", "text/javascript"),
@@ -28,19 +33,60 @@ ASSETS = {
 }
 
 
-def authorized(request: web.Request, *, query_token: bool = False) -> bool:
+# Served without the token: readiness, and the dashboard page and its assets (static files,
+# no data; the page's script asks for the token). Every other path needs it, including any
+# route added later by journeystream or by Faust.
+PUBLIC_PATHS = frozenset({"/ready", "/dashboard"})
+PUBLIC_PREFIXES = ("/dashboard/static/",)
+
+
+class HasHeaders(Protocol):
+    """A request of either web layer (Faust's view request or aiohttp's)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def authorized(request: HasHeaders) -> bool:
     """True when no API token is set or the request carries `Authorization: Bearer <token>`.
 
-    With `query_token` (the dashboard page only, which a browser opens without headers),
-    `?token=<token>` is accepted too.
+    The token is taken from that header only: a `?token=` query parameter is never accepted
+    (URLs end up in access logs, proxies and browser history).
     """
     if not settings.api_token:
         return True
-    header = request.headers.get("Authorization", "")
-    if hmac.compare_digest(header, f"Bearer {settings.api_token}"):
-        return True
-    token = request.query.get("token", "") if query_token else ""
-    return bool(token) and hmac.compare_digest(token, settings.api_token)
+    header = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(header, f"Bearer {settings.api_token}".encode())
+
+
+# what a view answers without the token (RFC 6750: 401 with a Bearer challenge)
+UNAUTHORIZED = (401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+@aiohttp_web.middleware
+async def require_token(
+    request: aiohttp_web.Request,
+    handler: Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]],
+) -> aiohttp_web.StreamResponse:
+    """Deny by default: 401 for any served route outside PUBLIC_* without the bearer token.
+
+    A path the router does not serve keeps its 404 (or 405), with or without the token. The
+    views check the token as well.
+    """
+    path = request.path
+    if (
+        request.match_info.http_exception is None
+        and path not in PUBLIC_PATHS
+        and not path.startswith(PUBLIC_PREFIXES)
+        and not authorized(request)
+    ):
+        status, reason, headers = UNAUTHORIZED
+        return aiohttp_web.json_response({"error": reason}, status=status, headers=headers)
+    return await handler(request)
+
+
+# the aiohttp Application of Faust's web driver (its middleware list freezes when it starts)
+app.web.web_app.middlewares.append(require_token)  # type: ignore[attr-defined]
 
 
 def ready() -> bool:
@@ -61,7 +107,7 @@ class Metrics(web.View):
     async def get(self, request: web.Request) -> web.Response:
         """Return every journeystream metric."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         for strategy, arms in experiments_now().items():
             for arm, result in arms.items():
                 if result["uplift"] is not None:
@@ -91,7 +137,7 @@ class CustomerProfile(web.View):
     async def get(self, request: web.Request, customer_id: str) -> web.Response:
         """The journey and profile of `c:<id>` (or `a:<id>` with ?anonymous=1)."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         prefix = "a:" if request.query.get("anonymous") else "c:"
         key = f"{prefix}{customer_id}"
         try:
@@ -158,7 +204,7 @@ class Segments(web.View):
     async def get(self, request: web.Request) -> web.Response:
         """The operations view (counts over the customers this worker owns)."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         journeys = [s.journey for s in customer_table.local_states() if s.journey is not None]
         view = operations_view(journeys, processing_now(), orders_by_path(), journey_config)
         for segment in SEGMENTS:
@@ -186,19 +232,22 @@ class Experiments(web.View):
     async def get(self, request: web.Request) -> web.Response:
         """This worker's experiment report (counts since it started)."""
         if not authorized(request):
-            return self.error(401, "missing or wrong bearer token")
+            return self.error(*UNAUTHORIZED)
         body = orjson.dumps({"strategies": experiments_now()})
         return self.bytes(body, content_type="application/json")
 
 
 @app.page("/dashboard")
 class Dashboard(web.View):
-    """The customer-operations page (plain HTML/JS, polling the JSON views)."""
+    """The customer-operations page (plain HTML/JS, polling the JSON views).
+
+    The page itself holds no data and is served without the token (a browser cannot send a
+    header when it opens a page): its script asks for the token and sends it as a bearer
+    header to `/segments` and `/experiments`, which answer 401 without it.
+    """
 
     async def get(self, request: web.Request) -> web.Response:
-        """The page; with a token set, `?token=` or the bearer header is required."""
-        if not authorized(request, query_token=True):
-            return self.error(401, "missing or wrong bearer token")
+        """The page (static HTML)."""
         return self.html((DASHBOARD / "index.html").read_text(encoding="utf-8"))
 
 
@@ -213,3 +262,21 @@ class DashboardAsset(web.View):
             return self.error(404, "unknown asset")
         path, content_type = asset
         return self.bytes(path.read_bytes(), content_type=content_type)
+
+
+@app.task
+async def log_routes() -> None:
+    """Log, once at start, every route the worker's web server serves (read from its router).
+
+    Faust's own `/table/…`, `/router/…`, `/graph`, statistics and `/performance` endpoints are
+    switched off in `create_app`; this line shows what is left (and the route-walk test reads it).
+    """
+    web_app = app.web.web_app  # type: ignore[attr-defined]
+    routes = sorted(
+        {
+            f"{route.method} {route.resource.canonical}"
+            for route in web_app.router.routes()
+            if route.resource is not None
+        }
+    )
+    logger.info("web routes: %s", orjson.dumps(routes).decode())

@@ -2,12 +2,16 @@
 // Every number is also kept raw in data-value, so a test can compare it with the API.
 "use strict";
 
+// The API token, when the worker has one: asked for once (on the first 401) and kept in this
+// variable only, never in the URL, a cookie or web storage; a reload asks again.
+let token = "";
 const params = new URLSearchParams(location.search);
-const token = params.get("token");
 const refreshMs = Number(params.get("refresh") || 2000);
-const headers = token ? { Authorization: "Bearer " + token } : {};
 const charts = {};
 let refreshes = 0;
+let timer = null;
+
+class Unauthorized extends Error {}
 
 function show(el, value, format) {
   el.dataset.value = value === null || value === undefined ? "" : String(value);
@@ -84,10 +88,35 @@ function renderExperiments(report) {
 }
 
 async function getJson(path) {
-  const response = await fetch(path, { headers, cache: "no-store" });
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const response = await fetch(path, { headers, cache: "no-store", credentials: "omit" });
+  if (response.status === 401) throw new Unauthorized(path + ": HTTP 401");
   if (!response.ok) throw new Error(path + ": HTTP " + response.status);
   return response.json();
 }
+
+function schedule(ms) {
+  clearTimeout(timer);
+  timer = setTimeout(refresh, ms);
+}
+
+function askForToken() {
+  const login = document.getElementById("login");
+  document.getElementById("login-message").textContent = token
+    ? "the worker refused this token"
+    : "this worker needs its API token (JOURNEYSTREAM_API_TOKEN)";
+  login.hidden = false;
+  document.getElementById("token").focus();
+}
+
+document.getElementById("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("token");
+  token = input.value.trim();
+  input.value = "";
+  document.getElementById("login").hidden = true;
+  schedule(0);
+});
 
 async function refresh() {
   const error = document.getElementById("error");
@@ -99,11 +128,15 @@ async function refresh() {
     document.getElementById("refreshes").textContent = String(refreshes);
     document.getElementById("updated").textContent = new Date().toLocaleTimeString();
     error.hidden = true;
+    schedule(refreshMs);
   } catch (err) {
+    if (err instanceof Unauthorized) {
+      askForToken(); // polling resumes when a token is entered
+      return;
+    }
     error.textContent = String(err);
     error.hidden = false;
-  } finally {
-    setTimeout(refresh, refreshMs);
+    schedule(refreshMs);
   }
 }
 

@@ -31,6 +31,7 @@ STRATEGY = "complements_after_purchase"
 HOLDOUT_SHARE = 0.5
 MOTHERS = [f"mom-{i}" for i in range(40)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+DASHBOARD = Path(__file__).resolve().parents[2] / "streams" / "dashboard"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -122,9 +123,12 @@ def test_converting_strategy_shows_uplift_on_api_metrics_and_page(deployment: An
     low = metric(text, gauge, strategy=STRATEGY, arm="treatment", bound="low")
     assert low == pytest.approx(uplift["ci_low"])
 
-    # the page: 401 without the token, then rendered in a real Chromium
-    assert get(worker.base_url + "/dashboard", None)[0] == 401
-    assert get(worker.base_url + f"/dashboard?token={TOKEN}", None)[0] == 200
+    # the page is static HTML served without the token; the views it polls need the header,
+    # and a ?token= query parameter does not open them
+    status, page_html = get(worker.base_url + "/dashboard", None)
+    assert status == 200 and page_html.decode() == (DASHBOARD / "index.html").read_text()
+    assert get(worker.base_url + f"/segments?token={TOKEN}", None)[0] == 401
+    assert get(worker.base_url + f"/experiments?token={TOKEN}", None)[0] == 401
     render_and_compare(worker.base_url, d)
 
 
@@ -151,9 +155,34 @@ def render_and_compare(base_url: str, d: Any) -> None:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            sent: list[tuple[str, str | None]] = []  # (url, Authorization) of the page's requests
+            page.on("request", lambda r: sent.append((r.url, r.headers.get("authorization"))))
+            # a token in the URL is ignored: the page asks for it
             page.goto(f"{base_url}/dashboard?token={TOKEN}&refresh=500")
-            page.wait_for_function("Number(document.getElementById('refreshes').textContent) > 0")
-            assert page.is_hidden("#error")
+            page.wait_for_selector("#login", state="visible")
+            assert page.text_content("#refreshes") == "0"
+            # a wrong token is refused and asked for again
+            page.fill("#token", "not-the-token")
+            page.click("#login button")
+            page.wait_for_function(
+                "document.getElementById('login-message').textContent.includes('refused')"
+            )
+            page.wait_for_selector("#login", state="visible")
+            assert page.text_content("#refreshes") == "0"
+            # the right one, entered once, opens the views; it is kept in memory only
+            page.fill("#token", TOKEN)
+            page.click("#login button")
+            page.wait_for_function("Number(document.getElementById('refreshes').textContent) > 1")
+            assert page.is_hidden("#login") and page.is_hidden("#error")
+            stored = page.evaluate(
+                "[document.cookie, localStorage.length, sessionStorage.length, location.hash]"
+            )
+            assert stored == ["", 0, 0, ""]
+            polled = [
+                (url, auth) for url, auth in sent if url.endswith(("/segments", "/experiments"))
+            ]
+            assert polled[-1][1] == f"Bearer {TOKEN}"
+            assert not any("token" in url for url, _ in polled)
 
             report = orjson.loads(get(base_url + "/experiments")[1])["strategies"]
             for strategy, arms in report.items():

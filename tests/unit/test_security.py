@@ -1,6 +1,10 @@
 """Broker credentials built from JOURNEYSTREAM_* settings."""
 
+import os
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from faust.auth import SASLCredentials, SSLCredentials
@@ -45,3 +49,41 @@ def test_sasl_without_password_is_a_clear_error() -> None:
         Settings.from_env({"JOURNEYSTREAM_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
     with pytest.raises(SettingsError, match="SECURITY_PROTOCOL"):
         Settings.from_env({"JOURNEYSTREAM_SECURITY_PROTOCOL": "TLS"})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.0.0.5", "192.168.1.20", "worker"])
+def test_a_worker_open_beyond_loopback_needs_a_token(host: str) -> None:
+    env = {"JOURNEYSTREAM_WEB_HOST": host}
+    with pytest.raises(
+        SettingsError, match=r"JOURNEYSTREAM_WEB_HOST=.* not a loopback.*_API_TOKEN"
+    ):
+        Settings.from_env(env)
+    with pytest.raises(SettingsError, match="not a loopback"):
+        Settings(web_host=host).check()
+    assert Settings.from_env({**env, "JOURNEYSTREAM_API_TOKEN": "t0ken"}).web_host == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "localhost", "::1", "[::1]"])
+def test_a_loopback_worker_may_run_without_a_token(host: str) -> None:
+    assert Settings.from_env({"JOURNEYSTREAM_WEB_HOST": host}).api_token == ""
+
+
+def test_the_worker_command_refuses_to_start_open_without_a_token(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "JOURNEYSTREAM_WEB_HOST": "0.0.0.0",
+        "JOURNEYSTREAM_API_TOKEN": "",
+        "JOURNEYSTREAM_DATA_DIR": str(tmp_path / "state"),
+        # nothing listens here: the worker must stop before it reaches for a broker
+        "JOURNEYSTREAM_BROKER": "kafka://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "SettingsError: JOURNEYSTREAM_WEB_HOST='0.0.0.0' is not a loopback" in done.stderr
+    assert not (tmp_path / "state").exists()
