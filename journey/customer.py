@@ -77,6 +77,7 @@ from journey.stages import (
     clip,
     irrelevant,
     merge,
+    merged_stage,
     segment_at,
     transition_record,
 )
@@ -415,6 +416,7 @@ def _on_merge(
         source.customer_key = key
         source.customer_id = clip(key[len(CUSTOMER_PREFIX) :], config.max_text_len)
         source.segment = None
+        source.stage = merged_stage(None, source.stage, source.orders_placed)
         before_stage: str | None = None
         j = state.journey = source
     else:

@@ -8,7 +8,8 @@ signature but no rule reads it, so a replay gives exactly the live result):
   view makes one category reach `seed_category_views` views in the current session),
   `add_to_cart` (cart `add`, or `set_quantity` raising a line), `order_placed`. Each trigger walks
   `TRANSITIONS`; a (stage, trigger) pair not in the table leaves the stage as it is, so stages
-  never move backwards.
+  never move backwards. Every stage change goes through that table, a One ID merge's too
+  (`merged_stage`: triggers `merged_<stage>` for the stage the merged history reached).
 * Sessions: a new session starts when an event comes `session_gap_s` or more after `last_seen`, or
   carries a session id different from the current session's (an event without a session id never
   ends a session; a session without an id adopts the first one it sees).
@@ -86,6 +87,13 @@ TRIGGERS = (FIRST_CONTACT, RETURN_VISIT, ADD_TO_CART, CATEGORY_INTEREST, ORDER_P
 LAPSE = "lapse"
 ACTIVITY = "activity"
 IDENTITY_MERGE = "identity_merge"
+# triggers of a One ID merge: the merged history shows this stage reached (the source journey's
+# stage, or purchase/repurchase from the merged count of placed orders)
+MERGED_TOUCH = "merged_touch"
+MERGED_SEED = "merged_seed"
+MERGED_PURCHASE = "merged_purchase"
+MERGED_REPURCHASE = "merged_repurchase"
+MERGE_TRIGGERS = (MERGED_TOUCH, MERGED_SEED, MERGED_PURCHASE, MERGED_REPURCHASE)
 
 # the journey, as data: (stage, trigger) -> next stage; pairs not listed keep the stage
 TRANSITIONS: dict[tuple[str | None, str], str] = {
@@ -97,6 +105,23 @@ TRANSITIONS: dict[tuple[str | None, str], str] = {
     (SEED, ORDER_PLACED): PURCHASE,
     (PURCHASE, ORDER_PLACED): REPURCHASE,
     (REPURCHASE, ORDER_PLACED): REPURCHASE,
+    # One ID merge: the further stage of the two histories
+    (None, MERGED_TOUCH): TOUCH,
+    (None, MERGED_SEED): SEED,
+    (None, MERGED_PURCHASE): PURCHASE,
+    (None, MERGED_REPURCHASE): REPURCHASE,
+    (TOUCH, MERGED_SEED): SEED,
+    (TOUCH, MERGED_PURCHASE): PURCHASE,
+    (TOUCH, MERGED_REPURCHASE): REPURCHASE,
+    (SEED, MERGED_PURCHASE): PURCHASE,
+    (SEED, MERGED_REPURCHASE): REPURCHASE,
+    (PURCHASE, MERGED_REPURCHASE): REPURCHASE,
+}
+MERGED: dict[str, str] = {
+    TOUCH: MERGED_TOUCH,
+    SEED: MERGED_SEED,
+    PURCHASE: MERGED_PURCHASE,
+    REPURCHASE: MERGED_REPURCHASE,
 }
 
 # purchase paths, by the stage an order is placed in
@@ -132,6 +157,22 @@ TAG_NEW_PARENT = "new_parent"
 def next_stage(stage: str | None, trigger: str) -> str | None:
     """One step of the transition table (unknown pairs keep the stage)."""
     return TRANSITIONS.get((stage, trigger), stage)
+
+
+def merged_stage(stage: str | None, source_stage: str | None, orders_placed: int) -> str | None:
+    """The stage after a One ID merge, walked through `TRANSITIONS`.
+
+    `stage` is the target's, `source_stage` the merged history's and `orders_placed` the placed
+    orders of the merged journey (one makes a purchase, two a repurchase).
+    """
+    triggers = [MERGED[source_stage]] if source_stage in MERGED else []
+    if orders_placed >= 2:
+        triggers.append(MERGED_REPURCHASE)
+    elif orders_placed == 1:
+        triggers.append(MERGED_PURCHASE)
+    for trigger in triggers:
+        stage = next_stage(stage, trigger)
+    return stage
 
 
 @dataclass(slots=True, kw_only=True)
@@ -514,12 +555,7 @@ def merge(
     bought = t.recent_purchases
     t.cart = {p: line for p, line in cart.items() if bought.get(p, -1e300) < line[3]}
 
-    stage = t.stage if STAGE_RANK[t.stage] >= STAGE_RANK[s.stage] else s.stage
-    if t.orders_placed >= 2 and STAGE_RANK[stage] < STAGE_RANK[REPURCHASE]:
-        stage = REPURCHASE
-    elif t.orders_placed == 1 and STAGE_RANK[stage] < STAGE_RANK[PURCHASE]:
-        stage = PURCHASE
-    t.stage = stage
+    t.stage = merged_stage(t.stage, s.stage, t.orders_placed)
     return t
 
 

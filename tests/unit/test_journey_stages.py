@@ -178,6 +178,17 @@ EXPECTED_TABLE = {
     ("seed", "order_placed"): "purchase",
     ("purchase", "order_placed"): "repurchase",
     ("repurchase", "order_placed"): "repurchase",
+    # One ID merge: the merged history reached a stage; the further stage wins
+    (None, "merged_touch"): "touch",
+    (None, "merged_seed"): "seed",
+    (None, "merged_purchase"): "purchase",
+    (None, "merged_repurchase"): "repurchase",
+    ("touch", "merged_seed"): "seed",
+    ("touch", "merged_purchase"): "purchase",
+    ("touch", "merged_repurchase"): "repurchase",
+    ("seed", "merged_purchase"): "purchase",
+    ("seed", "merged_repurchase"): "repurchase",
+    ("purchase", "merged_repurchase"): "repurchase",
 }
 
 STAGE_ROWS = [None, "touch", "seed", "purchase", "repurchase"]
@@ -212,12 +223,39 @@ WALK = [
 ]
 
 
+MERGE_COLS = ["merged_touch", "merged_seed", "merged_purchase", "merged_repurchase"]
+# a merge never moves a stage backwards: (stage, merge trigger) -> stage, written out
+MERGE_WALK = [
+    (None, "merged_touch", "touch"),
+    (None, "merged_seed", "seed"),
+    (None, "merged_purchase", "purchase"),
+    (None, "merged_repurchase", "repurchase"),
+    ("touch", "merged_touch", "touch"),
+    ("touch", "merged_seed", "seed"),
+    ("touch", "merged_purchase", "purchase"),
+    ("touch", "merged_repurchase", "repurchase"),
+    ("seed", "merged_touch", "seed"),
+    ("seed", "merged_seed", "seed"),
+    ("seed", "merged_purchase", "purchase"),
+    ("seed", "merged_repurchase", "repurchase"),
+    ("purchase", "merged_touch", "purchase"),
+    ("purchase", "merged_seed", "purchase"),
+    ("purchase", "merged_purchase", "purchase"),
+    ("purchase", "merged_repurchase", "repurchase"),
+    ("repurchase", "merged_touch", "repurchase"),
+    ("repurchase", "merged_seed", "repurchase"),
+    ("repurchase", "merged_purchase", "repurchase"),
+    ("repurchase", "merged_repurchase", "repurchase"),
+]
+
+
 def test_the_table_is_the_declared_journey() -> None:
     assert TRANSITIONS == EXPECTED_TABLE
     assert len(WALK) == len(STAGE_ROWS) * len(TRIGGER_COLS)
+    assert len(MERGE_WALK) == len(STAGE_ROWS) * len(MERGE_COLS)
 
 
-@pytest.mark.parametrize(("stage", "trigger", "expected"), WALK)
+@pytest.mark.parametrize(("stage", "trigger", "expected"), WALK + MERGE_WALK)
 def test_table_step(stage: str | None, trigger: str, expected: str | None) -> None:
     assert next_stage(stage, trigger) == expected
 
