@@ -2,12 +2,14 @@
 
 Model (all times are epoch seconds, UTC; deadlines use *event* time):
 
-* Cart: the cart lines are tracked per customer key. Every cart event is cart activity; while the
-  cart has lines a ``cart`` deadline is pending at ``last cart activity + cart_delay_s``. A placed
-  order clears the cart and cancels the deadline; emptying the cart cancels it; new activity moves
-  it. When it passes, one ``cart_abandoned`` record is emitted. ``add`` adds the quantity,
-  ``set_quantity`` sets it, ``remove`` subtracts it (quantity 0, or at least the line's, drops the
-  line); a quantity of 0 with ``add``/``set_quantity`` drops the line.
+* Cart: the customer's one cart is ``journey.cart.Cart`` (its lines, id and last activity, and the
+  rules of every change: add, remove, set_quantity, and an order removing the lines it bought).
+  It lives in the journey; this core is handed it (``cart=``), after the event, and keeps only
+  the deadline. While the cart has lines a ``cart`` deadline is pending at ``last cart activity +
+  cart_delay_s``; emptying the cart (by changes or by an order that bought every line) cancels
+  it; new activity moves it (an order that bought some of the lines is cart activity: the lines
+  it did not buy stay, and are abandoned ``cart_delay_s`` after it). When it passes, one
+  ``cart_abandoned`` record is emitted with the lines still in the cart.
 * Browse: every customer event is session activity. A session ends after ``session_gap_s`` of
   inactivity (an event at exactly ``last + gap`` already starts a new session) or when an event
   carries an explicit session id different from the session's (an event without a session id never
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from journey.cart import Cart
 from schemas.records import CartChange, CustomerEvent, IdentityLink, Order, PageView
 
 VERSION = "1-0-0"
@@ -47,6 +50,7 @@ CART = "cart"
 BROWSE = "browse"
 PRICE_TIERS = frozenset({"low", "mid", "high"})
 STATE_FORMAT = 1
+EMPTY_CART = Cart()
 
 TierOf = Callable[[str, float], str | None]
 Output = dict[str, Any]
@@ -60,7 +64,6 @@ class AbandonmentConfig:
     session_gap_s: float = 1800.0
     browse_min_products: int = 3
     recovery_window_s: float = 7 * 86400.0
-    max_cart_lines: int = 50
     max_categories: int = 20
     max_products_per_category: int = 20
     max_fired: int = 20
@@ -73,7 +76,7 @@ class AbandonmentConfig:
             raise ValueError("delays must be positive and the recovery window non-negative")
         if not 1 <= self.browse_min_products <= self.max_products_per_category:
             raise ValueError("browse_min_products must be in 1..max_products_per_category")
-        for name in ("max_cart_lines", "max_categories", "max_fired", "max_id_len"):
+        for name in ("max_categories", "max_fired", "max_id_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.max_ended_sessions < 0:
@@ -89,15 +92,6 @@ class Deadline(NamedTuple):
     kind: str
     due: float
     ref: str
-
-
-@dataclass(slots=True)
-class CartLine:
-    """One cart line as last seen."""
-
-    quantity: int
-    price: float | None = None
-    category: str | None = None
 
 
 @dataclass(slots=True)
@@ -134,23 +128,16 @@ class Fired:
 class AbandonmentState:
     """Per-customer-key abandonment state; bounded by the config's limits."""
 
-    cart: dict[str, CartLine] = field(default_factory=dict)
-    cart_ref: str | None = None
-    cart_last: float | None = None
     session: Session | None = None
     pending: dict[str, Deadline] = field(default_factory=dict)
     fired: list[Fired] = field(default_factory=list)
     ended_sids: list[str] = field(default_factory=list)
-    last_order: float | None = None  # time of the latest placed order
 
     def to_dict(self) -> dict[str, Any]:
         """An orjson-friendly snapshot (str/int/float/bool/None/list/dict only)."""
         s = self.session
         return {
             "v": STATE_FORMAT,
-            "cart": [[p, ln.quantity, ln.price, ln.category] for p, ln in self.cart.items()],
-            "cart_ref": self.cart_ref,
-            "cart_last": self.cart_last,
             "session": None
             if s is None
             else {
@@ -166,21 +153,19 @@ class AbandonmentState:
             "pending": [[d.kind, d.due, d.ref] for d in self.pending.values()],
             "fired": [[f.id, f.kind, f.due, f.recovered] for f in self.fired],
             "ended_sids": list(self.ended_sids),
-            "last_order": self.last_order,
         }
 
     @classmethod
     def from_dict(
         cls, data: dict[str, Any], config: AbandonmentConfig = DEFAULT_CONFIG
     ) -> AbandonmentState:
-        """Rebuild a state from `to_dict` output, re-applying the config's bounds."""
+        """Rebuild a state from `to_dict` output, re-applying the config's bounds.
+
+        States written before the cart moved to the journey (`cart`, `cart_ref`, `cart_last`,
+        `last_order` here) are read too: the cart fields are left to
+        `journey.customer.CustomerState.from_dict`.
+        """
         st = cls()
-        for p, qty, price, cat in data.get("cart") or ():
-            st.cart[str(p)] = CartLine(int(qty), _opt_float(price), cat)
-        _trim_dict(st.cart, config.max_cart_lines)
-        st.cart_ref = data.get("cart_ref")
-        st.cart_last = _opt_float(data.get("cart_last"))
-        st.last_order = _opt_float(data.get("last_order"))
         sd = data.get("session")
         if sd:
             s = Session(
@@ -223,34 +208,33 @@ def apply(
     *,
     customer_key: str,
     tier_of: TierOf | None = None,
+    cart: Cart | None = None,
 ) -> tuple[AbandonmentState, list[Output]]:
-    """Record one event: fire deadlines it shows passed, move/cancel deadlines, emit recoveries."""
+    """Record one event: fire deadlines it shows passed, move/cancel deadlines, emit recoveries.
+
+    `cart` is the customer's cart *after* the event (None: empty). The cart deadlines due at the
+    event's time must be fired against the cart *before* the event changed it (`fire` with
+    `now` = the event's time; `journey.customer.apply` does).
+    """
     del now  # deadlines follow event time; `now` is part of the core signature only
     if state is None:
         state = AbandonmentState()
+    if cart is None:
+        cart = EMPTY_CART
     out: list[Output] = []
     t = event.occurred_at
     if not isinstance(event, (PageView, CartChange, Order, IdentityLink)) or not math.isfinite(t):
         return state, out
     if state.pending:
-        _fire_due(state, t, config, customer_key, tier_of, out)
+        _fire_due(state, cart, t, config, customer_key, tier_of, out)
     s = _track_session(state, event, t, config, customer_key, tier_of, out)
     if isinstance(event, CartChange):
-        if state.last_order is not None and t <= state.last_order:
-            # carts and orders travel on different topics: an order processed before an earlier
-            # cart change already settled that cart; the late change must not rebuild it
-            out.append(_signal("abandonment_suppressed", CART, "cart_change_before_order"))
-            return state, out
-        _apply_cart(state, event, t, config, out)
+        _sync_cart(state, cart, config, customer_key, out, "emptied")
         if s is not None and event.quantity > 0 and event.action != "remove":
             s.carted = True
     elif isinstance(event, Order) and event.action == "placed":
-        if state.last_order is None or t > state.last_order:
-            state.last_order = t
         _recover(state, event, t, config, customer_key, out)
-        if state.cart:
-            state.cart.clear()
-            _clear_cart(state, out, "order")
+        _sync_cart(state, cart, config, customer_key, out, "order")
         if s is not None:
             s.ordered = True
     elif isinstance(event, PageView) and s is not None:
@@ -274,11 +258,12 @@ def fire(
     *,
     customer_key: str,
     tier_of: TierOf | None = None,
+    cart: Cart | None = None,
 ) -> tuple[AbandonmentState, list[Output]]:
     """Emit every abandonment due at `now` (due <= now) that still matches the current state."""
     out: list[Output] = []
     if state.pending:
-        _fire_due(state, now, config, customer_key, tier_of, out)
+        _fire_due(state, cart or EMPTY_CART, now, config, customer_key, tier_of, out)
     return state, out
 
 
@@ -288,43 +273,35 @@ def flush(
     *,
     customer_key: str,
     tier_of: TierOf | None = None,
+    cart: Cart | None = None,
 ) -> tuple[AbandonmentState, list[Output]]:
     """End of a replay: fire every remaining deadline (event time advanced past all of them)."""
-    return fire(state, math.inf, config, customer_key=customer_key, tier_of=tier_of)
+    return fire(state, math.inf, config, customer_key=customer_key, tier_of=tier_of, cart=cart)
 
 
 def merge(
     target: AbandonmentState | None,
     source: AbandonmentState,
     config: AbandonmentConfig = DEFAULT_CONFIG,
+    *,
+    cart: Cart | None = None,
 ) -> AbandonmentState:
     """One ID: fold an anonymous key's state into its customer's; mutates and returns `target`.
 
     Orders then reach the customer key only, so a cart or session left at the anonymous key
-    could never be settled there. The anonymous cart joins the customer's unless an order the
-    customer placed at or after its last activity settled it (lines the customer already has
-    are kept as they are); the anonymous session replaces the customer's when its activity is
-    more recent; fired markers are united, so the customer's order recovers an abandonment
-    fired while anonymous. Deadlines are recomputed from the result.
+    could never be settled there. `cart` is the customer's cart after the merge (the journey
+    merges the two carts, `journey.cart.merge`); its deadline is kept pending when either side
+    had one pending (a cart whose abandonment already fired keeps none). The anonymous session
+    replaces the customer's when its activity is more recent; fired markers are united, so the
+    customer's order recovers an abandonment fired while anonymous.
     """
     t = target if target is not None else AbandonmentState()
     s = source
-    if s.last_order is not None and (t.last_order is None or s.last_order > t.last_order):
-        t.last_order = s.last_order
-    if s.cart and s.cart_last is not None and (t.last_order is None or s.cart_last > t.last_order):
-        for pid, ln in s.cart.items():
-            if pid not in t.cart:
-                t.cart[pid] = CartLine(ln.quantity, ln.price, ln.category)
-        _trim_dict(t.cart, config.max_cart_lines)
-        if t.cart_ref is None or t.cart_last is None:
-            t.cart_ref, t.cart_last = s.cart_ref, s.cart_last
-        elif s.cart_last > t.cart_last:
-            t.cart_last = s.cart_last
-        cart_due = _cart_expected(t, config)
-        # a cart whose abandonment already fired (nothing pending on either side) keeps no
-        # deadline: re-scheduling it would fire the same abandonment again under the customer
-        if cart_due is not None and (CART in s.pending or CART in t.pending):
-            t.pending[CART] = cart_due
+    cart_due = _cart_expected(cart or EMPTY_CART, config)
+    if cart_due is None:
+        t.pending.pop(CART, None)
+    elif CART in s.pending or CART in t.pending:
+        t.pending[CART] = cart_due
     if s.session is not None and (t.session is None or s.session.last_at > t.session.last_at):
         t.session = s.session
         browse_due = _browse_expected(t, config)
@@ -370,13 +347,6 @@ def _sha(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:20]
 
 
-def _opt_float(x: Any) -> float | None:
-    if x is None:
-        return None
-    f = float(x)
-    return f if math.isfinite(f) else None
-
-
 def _trim_dict(d: dict[str, Any], cap: int) -> None:
     while len(d) > cap:
         del d[next(iter(d))]
@@ -411,10 +381,10 @@ def _qualifies(s: Session, config: AbandonmentConfig) -> bool:
     return any(len(ps) >= n for ps in s.views.values())
 
 
-def _cart_expected(state: AbandonmentState, config: AbandonmentConfig) -> Deadline | None:
-    if not state.cart or state.cart_last is None or state.cart_ref is None:
+def _cart_expected(cart: Cart, config: AbandonmentConfig) -> Deadline | None:
+    if not cart or cart.last_activity is None or cart.ref is None:
         return None
-    return Deadline(CART, state.cart_last + config.cart_delay_s, state.cart_ref)
+    return Deadline(CART, cart.last_activity + config.cart_delay_s, cart.ref)
 
 
 def _browse_expected(state: AbandonmentState, config: AbandonmentConfig) -> Deadline | None:
@@ -426,6 +396,7 @@ def _browse_expected(state: AbandonmentState, config: AbandonmentConfig) -> Dead
 
 def _fire_due(
     state: AbandonmentState,
+    cart: Cart,
     now: float,
     config: AbandonmentConfig,
     customer_key: str,
@@ -437,7 +408,7 @@ def _fire_due(
             continue
         del state.pending[dl.kind]
         # re-check against the current state: it may have moved (e.g. config change) or gone
-        exp = _cart_expected(state, config) if dl.kind == CART else _browse_expected(state, config)
+        exp = _cart_expected(cart, config) if dl.kind == CART else _browse_expected(state, config)
         if exp is None or exp.ref != dl.ref:
             out.append(_signal("abandonment_suppressed", dl.kind, "stale"))
             continue
@@ -445,7 +416,7 @@ def _fire_due(
             state.pending[dl.kind] = exp
             continue
         if dl.kind == CART:
-            _emit_cart(state, exp.due, config, customer_key, out)
+            _emit_cart(state, cart, exp.due, config, customer_key, out)
         else:
             assert state.session is not None
             _emit_browse(
@@ -453,45 +424,49 @@ def _fire_due(
             )
 
 
-def _mark(
-    state: AbandonmentState, rid: str, kind: str, due: float, config: AbandonmentConfig
-) -> bool:
+def _mark(state: AbandonmentState, marker: Fired, config: AbandonmentConfig) -> bool:
     """Add a fired marker; False when this abandonment was already fired."""
-    for f in state.fired:
-        if f.id == rid:
-            return False
-    state.fired.append(Fired(rid, kind, due))
+    if _was_fired(state, marker.id):
+        return False
+    state.fired.append(marker)
     _trim_list(state.fired, config.max_fired)
     return True
 
 
+def _was_fired(state: AbandonmentState, rid: str) -> bool:
+    return any(f.id == rid for f in state.fired)
+
+
 def _emit_cart(
     state: AbandonmentState,
+    cart: Cart,
     due: float,
     config: AbandonmentConfig,
     customer_key: str,
     out: list[Output],
 ) -> None:
-    ref = state.cart_ref
-    last = state.cart_last
+    ref = cart.ref
+    last = cart.last_activity
     assert ref is not None and last is not None
     rid = abandonment_id(customer_key, CART, ref, due)
-    if not _mark(state, rid, CART, due, config):
+    products = [_clip(pid, config) for pid in cart]
+    if not _mark(state, Fired(rid, CART, due), config):
         out.append(_signal("abandonment_duplicate", CART, "already_fired"))
         return
     lines = []
     value = 0.0
     items = 0
-    for pid, ln in state.cart.items():
+    for pid, ln in zip(products, cart.values(), strict=True):
+        cat = _clip(ln.category, config) if ln.category is not None else None
         lines.append(
-            {"product_id": pid, "quantity": ln.quantity, "price": ln.price, "category": ln.category}
+            {"product_id": pid, "quantity": ln.quantity, "price": ln.price, "category": cat}
         )
         items += ln.quantity
         if ln.price is not None:
             value += ln.quantity * ln.price
     rec = _header("cart_abandoned", rid, customer_key, due)
     rec.update(
-        cart_id=ref,
+        cart_id=_clip(ref, config),
         lines=lines,
         item_count=items,
         value=round(value, 2),
@@ -523,14 +498,14 @@ def _emit_browse(
 ) -> None:
     s.done = True
     rid = abandonment_id(customer_key, BROWSE, s.ref, due)
-    if not _mark(state, rid, BROWSE, due, config):
-        out.append(_signal("abandonment_duplicate", BROWSE, "already_fired"))
-        return
     best = ""
     best_n = -1
     for cat, ps in s.views.items():  # ordered by recency: >= prefers the most recent on ties
         if len(ps) >= best_n:
             best, best_n = cat, len(ps)
+    if not _mark(state, Fired(rid, BROWSE, due), config):
+        out.append(_signal("abandonment_duplicate", BROWSE, "already_fired"))
+        return
     products = []
     high = 0
     for pid, price in s.views[best].items():
@@ -623,54 +598,23 @@ def _schedule_browse(
         out.append(_signal("abandonment_cancelled", BROWSE, reason))
 
 
-def _clear_cart(state: AbandonmentState, out: list[Output], reason: str) -> None:
-    state.cart_ref = None
-    state.cart_last = None
-    if state.pending.pop(CART, None) is not None:
-        out.append(_signal("abandonment_cancelled", CART, reason))
-
-
-def _apply_cart(
+def _sync_cart(
     state: AbandonmentState,
-    event: CartChange,
-    t: float,
+    cart: Cart,
     config: AbandonmentConfig,
+    customer_key: str,
     out: list[Output],
+    reason: str,
 ) -> None:
-    cart = state.cart
-    was_empty = not cart
-    pid = _clip(event.product_id, config)
-    qty = event.quantity
-    line = cart.get(pid)
-    price = event.price if event.price is not None and math.isfinite(event.price) else None
-    cat = _clip(event.category, config) if event.category else None
-    if event.action == "remove":
-        if line is not None:
-            if qty <= 0 or qty >= line.quantity:
-                del cart[pid]
-            else:
-                line.quantity -= qty
-    elif qty <= 0:  # add/set_quantity with 0 removes the line
-        cart.pop(pid, None)
-    else:
-        if line is None:
-            line = cart[pid] = CartLine(0)
-            _trim_dict(cart, config.max_cart_lines)
-        line.quantity = line.quantity + qty if event.action == "add" else qty
-        if price is not None:
-            line.price = price
-        if cat is not None:
-            line.category = cat
-    if not cart:
-        if not was_empty:
-            _clear_cart(state, out, "emptied")
-        return
-    if was_empty or state.cart_ref is None or state.cart_last is None:
-        state.cart_ref = _clip(event.event_id, config)
-        state.cart_last = t
-    elif t > state.cart_last:
-        state.cart_last = t
-    state.pending[CART] = Deadline(CART, state.cart_last + config.cart_delay_s, state.cart_ref)
+    """After a cart change or an order: the cart deadline follows the cart (pending, moved or
+    cancelled); a deadline whose abandonment already fired is not scheduled again."""
+    exp = _cart_expected(cart, config)
+    if exp is not None and not _was_fired(
+        state, abandonment_id(customer_key, CART, exp.ref, exp.due)
+    ):
+        state.pending[CART] = exp
+    elif state.pending.pop(CART, None) is not None:
+        out.append(_signal("abandonment_cancelled", CART, reason))
 
 
 def _recover(

@@ -524,7 +524,10 @@ def test_profile_counters_and_lists() -> None:
         ("c", ["hats", 40.0, T0 + 20]),
         ("a", ["shoes", 80.0, T0 + 30]),
     ]
-    assert j.cart == {"c": [3, 40.0, "hats", T0 + 55], "a": [1, 80.0, "shoes", T0 + 56]}
+    assert j.cart.lines_dict() == {
+        "c": [3, 40.0, "hats", T0 + 55],
+        "a": [1, 80.0, "shoes", T0 + 56],
+    }
     assert (j.orders, j.total_spend, j.last_order_at) == (1, 150.0, T0 + 60)
     assert list(j.recent_orders) == ["O1"]
     assert j.recent_purchases == {"b": T0 + 60, "d": T0 + 60}
@@ -700,10 +703,10 @@ def test_late_cart_add_does_not_seed_and_older_cart_change_is_ignored() -> None:
     k, outs = run([view(T0 + 100), view(T0 + 200)])
     k, outs = run([cart(T0 + 150, pid="z")], k)
     assert k.stage == "touch"
-    assert k.cart == {"z": [1, 10.0, None, T0 + 150]}
+    assert k.cart.lines_dict() == {"z": [1, 10.0, None, T0 + 150]}
     assert signals(outs, "out_of_order") != []
     j, _ = run([cart(T0 + 150, pid="a", qty=0, action="set_quantity")], j)
-    assert j.cart == {"a": [2, 10.0, None, T0 + 200]}
+    assert j.cart.lines_dict() == {"a": [2, 10.0, None, T0 + 200]}
 
 
 def test_late_order_is_still_a_purchase() -> None:
