@@ -26,9 +26,16 @@ Model (all times are epoch seconds, UTC; deadlines use *event* time):
   already passed at the event's time before processing it, so replays are ordered correctly.
 * Ids: ``sha1(customer_key|kind|cart or session ref|due)[:20]``; the last ``max_fired`` fired ids
   are kept as markers, so a repeated fire never emits the same abandonment twice.
-* Recovery: a placed order within ``recovery_window_s`` after fired abandonments emits one
-  ``abandonment_recovered`` per kind (for the latest one of that kind); every abandonment of that
-  kind fired before the order is then closed, so each one recovers at most once.
+* Recovery: a placed order within ``recovery_window_s`` after a fired abandonment *matches* it
+  when the order contains at least one product of the abandoned cart (cart), or of the abandoned
+  category (browse: an order line of that category, or one of the products viewed there). Rule
+  ``recovery_rule``: ``product_overlap`` (default) recovers matching abandonments only;
+  ``any_order`` recovers on any order (the rule before 1-0-1). An abandonment fired before its
+  products were remembered (a state written by an older version) matches every order. The order
+  emits one ``abandonment_recovered`` per kind (for the latest recovered one of that kind), with
+  the matching order lines (``recovered_products``) and their value; every abandonment of that
+  kind it recovers is then closed, so each one recovers at most once. One that did not match
+  stays open for a later order.
 
 End of a replay: call ``flush`` (``fire`` with ``now=math.inf``) to emit every remaining deadline.
 """
@@ -46,10 +53,15 @@ from journey.cart import Cart
 from schemas.records import CartChange, CustomerEvent, IdentityLink, Order, PageView
 
 VERSION = "1-0-0"
+RECOVERED_VERSION = "1-0-1"  # abandonment_recovered with recovered_products/value and the rule
 CART = "cart"
 BROWSE = "browse"
 PRICE_TIERS = frozenset({"low", "mid", "high"})
 STATE_FORMAT = 1
+# recovery rules
+PRODUCT_OVERLAP = "product_overlap"
+ANY_ORDER = "any_order"
+RECOVERY_RULES = (PRODUCT_OVERLAP, ANY_ORDER)
 EMPTY_CART = Cart()
 
 TierOf = Callable[[str, float], str | None]
@@ -64,6 +76,9 @@ class AbandonmentConfig:
     session_gap_s: float = 1800.0
     browse_min_products: int = 3
     recovery_window_s: float = 7 * 86400.0
+    # which orders recover an abandonment: `product_overlap` (at least one product of the
+    # abandoned cart / category) or `any_order`
+    recovery_rule: str = PRODUCT_OVERLAP
     max_categories: int = 20
     max_products_per_category: int = 20
     max_fired: int = 20
@@ -76,6 +91,8 @@ class AbandonmentConfig:
             raise ValueError("delays must be positive and the recovery window non-negative")
         if not 1 <= self.browse_min_products <= self.max_products_per_category:
             raise ValueError("browse_min_products must be in 1..max_products_per_category")
+        if self.recovery_rule not in RECOVERY_RULES:
+            raise ValueError(f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}")
         for name in ("max_categories", "max_fired", "max_id_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -116,12 +133,19 @@ class Session:
 
 @dataclass(slots=True)
 class Fired:
-    """A fired abandonment marker (dedupe and recovery)."""
+    """A fired abandonment marker (dedupe and recovery).
+
+    `products`: the abandoned cart's products (cart) or the products viewed in the abandoned
+    category (browse); `category`: the abandoned category (browse). None for markers written
+    before they were kept (such a marker matches any order).
+    """
 
     id: str
     kind: str
     due: float
     recovered: bool = False
+    products: list[str] | None = None
+    category: str | None = None
 
 
 @dataclass(slots=True)
@@ -151,7 +175,9 @@ class AbandonmentState:
                 "done": s.done,
             },
             "pending": [[d.kind, d.due, d.ref] for d in self.pending.values()],
-            "fired": [[f.id, f.kind, f.due, f.recovered] for f in self.fired],
+            "fired": [
+                [f.id, f.kind, f.due, f.recovered, f.products, f.category] for f in self.fired
+            ],
             "ended_sids": list(self.ended_sids),
         }
 
@@ -162,8 +188,8 @@ class AbandonmentState:
         """Rebuild a state from `to_dict` output, re-applying the config's bounds.
 
         States written before the cart moved to the journey (`cart`, `cart_ref`, `cart_last`,
-        `last_order` here) are read too: the cart fields are left to
-        `journey.customer.CustomerState.from_dict`.
+        `last_order` here, four-field `fired` markers) are read too: the cart fields are left to
+        `journey.customer.CustomerState.from_dict`, old markers have no products.
         """
         st = cls()
         sd = data.get("session")
@@ -187,9 +213,7 @@ class AbandonmentState:
         for kind, due, ref in data.get("pending") or ():
             if kind in (CART, BROWSE):
                 st.pending[kind] = Deadline(kind, float(due), str(ref))
-        st.fired = [
-            Fired(str(i), str(k), float(d), bool(r)) for i, k, d, r in data.get("fired") or ()
-        ]
+        st.fired = [_fired_from(m) for m in data.get("fired") or ()]
         del st.fired[: -config.max_fired]
         st.ended_sids = [str(x) for x in data.get("ended_sids") or ()]
         _trim_list(st.ended_sids, config.max_ended_sessions)
@@ -381,6 +405,21 @@ def _qualifies(s: Session, config: AbandonmentConfig) -> bool:
     return any(len(ps) >= n for ps in s.views.values())
 
 
+def _fired_from(m: list[Any]) -> Fired:
+    """A stored marker: [id, kind, due, recovered] (older states) + [products, category]."""
+    i, k, d, r = m[:4]
+    products = m[4] if len(m) > 4 else None
+    category = m[5] if len(m) > 5 else None
+    return Fired(
+        str(i),
+        str(k),
+        float(d),
+        bool(r),
+        [str(p) for p in products] if products is not None else None,
+        str(category) if category is not None else None,
+    )
+
+
 def _cart_expected(cart: Cart, config: AbandonmentConfig) -> Deadline | None:
     if not cart or cart.last_activity is None or cart.ref is None:
         return None
@@ -450,7 +489,7 @@ def _emit_cart(
     assert ref is not None and last is not None
     rid = abandonment_id(customer_key, CART, ref, due)
     products = [_clip(pid, config) for pid in cart]
-    if not _mark(state, Fired(rid, CART, due), config):
+    if not _mark(state, Fired(rid, CART, due, products=products), config):
         out.append(_signal("abandonment_duplicate", CART, "already_fired"))
         return
     lines = []
@@ -503,7 +542,8 @@ def _emit_browse(
     for cat, ps in s.views.items():  # ordered by recency: >= prefers the most recent on ties
         if len(ps) >= best_n:
             best, best_n = cat, len(ps)
-    if not _mark(state, Fired(rid, BROWSE, due), config):
+    marker = Fired(rid, BROWSE, due, products=list(s.views[best]), category=best)
+    if not _mark(state, marker, config):
         out.append(_signal("abandonment_duplicate", BROWSE, "already_fired"))
         return
     products = []
@@ -629,6 +669,9 @@ def _recover(
     for f in reversed(state.fired):
         if f.recovered or f.due > t or t - f.due > config.recovery_window_s:
             continue
+        matched = _matching_lines(f, order, config)
+        if not matched and config.recovery_rule == PRODUCT_OVERLAP:
+            continue  # stays open: a later order with its products may still recover it
         f.recovered = True
         if f.kind in seen:
             continue
@@ -639,6 +682,7 @@ def _recover(
             customer_key,
             t,
         )
+        rec["version"] = RECOVERED_VERSION
         rec.update(
             kind=f.kind,
             abandonment_id=f.id,
@@ -647,5 +691,31 @@ def _recover(
             order_id=order.order_id,
             order_value=order.total,
             currency=order.currency,
+            recovery_rule=config.recovery_rule,
+            recovered_products=matched,
+            recovered_value=round(sum(m["quantity"] * m["unit_price"] for m in matched), 2),
         )
         out.append(rec)
+
+
+def _matching_lines(f: Fired, order: Order, config: AbandonmentConfig) -> list[dict[str, Any]]:
+    """The order lines of the abandoned cart's products (cart) or of its category (browse).
+
+    A marker without products (written by an older version) matches every line.
+    """
+    products = set(f.products) if f.products is not None else None
+    matched: list[dict[str, Any]] = []
+    for line in order.lines:
+        if products is not None and _clip(line.product_id, config) not in products:
+            cat = _clip(line.category, config) if line.category is not None else None
+            if f.kind != BROWSE or cat is None or cat != f.category:
+                continue
+        matched.append(
+            {
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "category": line.category,
+            }
+        )
+    return matched

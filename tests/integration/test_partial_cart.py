@@ -1,7 +1,8 @@
-"""Partial-cart orders through the real broker and a worker.
+"""Partial-cart orders and product-overlap recoveries through the real broker and a worker.
 
 A stroller and wipes in the cart and an order of the wipes alone: the stroller stays in the cart
-and is abandoned one cart delay after that order.
+and is abandoned one cart delay after that order. A stroller cart abandoned, then a wipes-only
+order: no recovery; a stroller order afterwards recovers it, naming the stroller.
 """
 
 from __future__ import annotations
@@ -110,3 +111,26 @@ def test_an_order_of_the_wipes_leaves_the_stroller_abandoned(deployment: Any) ->
     assert abs(epoch(abandoned["occurred_at"]) - (ordered_at + DELAY)) < 0.01
     time.sleep(2.0)
     assert len(records_of(d, "mum", "cart_abandoned")) == 1  # once
+
+
+def test_a_wipes_only_order_does_not_recover_a_stroller_cart(deployment: Any) -> None:
+    d = deployment(partitions=2, cart_abandon_delay_s=DELAY)
+    d.start_worker()
+    t0 = time.time()
+    send(d, [cart_add("d1", "dad", t0, STROLLER)])
+    [abandoned] = wait_for(d, "dad", "cart_abandoned", until=t0 + DELAY + 15)
+    assert [ln["product_id"] for ln in abandoned["lines"]] == ["sku-stroller"]
+    # within the recovery window, an order without the stroller
+    send(d, [order("d2", "dad", time.time(), (WIPES, 3))])
+    time.sleep(2.0)
+    assert records_of(d, "dad", "abandonment_recovered") == []
+    # the stroller bought: now the abandonment is recovered, by that order
+    send(d, [order("d3", "dad", time.time(), (STROLLER, 1), (WIPES, 1))])
+    [recovered] = wait_for(d, "dad", "abandonment_recovered", until=time.time() + 15)
+    assert recovered["version"] == "1-0-1"
+    assert recovered["abandonment_id"] == abandoned["id"]
+    assert recovered["order_id"] == "o-d3"
+    assert recovered["recovery_rule"] == "product_overlap"
+    assert [p["product_id"] for p in recovered["recovered_products"]] == ["sku-stroller"]
+    assert recovered["recovered_value"] == 1699.0
+    assert recovered["order_value"] == 1748.9

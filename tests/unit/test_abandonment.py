@@ -39,7 +39,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 OUTPUT_VERSIONS = {
     "cart_abandoned": "1-0-0",
     "browse_abandoned": "1-0-0",
-    "abandonment_recovered": "1-0-0",
+    "abandonment_recovered": "1-0-1",
 }
 VALIDATORS = {
     t: fastjsonschema.compile(json.loads((SCHEMAS / t / f"{v}.json").read_text()))
@@ -856,6 +856,9 @@ def reference(
                 )
             )
 
+    def matches(a: tuple[str, str, float, int, frozenset[str], str | None], o: Order) -> bool:
+        return any(ln.product_id in a[4] or ln.category == a[5] for ln in o.lines)
+
     result = [(f"{a[0]}_abandoned", a[1]) for a in abandons]
     recovered: set[str] = set()
     for e in evs:
@@ -871,6 +874,7 @@ def reference(
                 and a[1] not in recovered
                 and a[2] <= t
                 and t - a[2] <= cfg.recovery_window_s
+                and matches(a, e)
             ]
             if cands:
                 latest = max(cands, key=lambda a: (a[2], a[3]))
@@ -1003,6 +1007,8 @@ def assert_bounded(state: AbandonmentState, cfg: AbandonmentConfig) -> None:
     assert len(state.fired) <= cfg.max_fired
     assert len(state.ended_sids) <= cfg.max_ended_sessions
     assert len(state.pending) <= 2
+    for f in state.fired:  # a fired cart keeps its products (at most the cart's 100 lines)
+        assert f.products is None or len(f.products) <= 100
     if state.session is not None:
         assert len(state.session.views) <= cfg.max_categories
         for cat, ps in state.session.views.items():

@@ -1,17 +1,22 @@
 """The one cart model (journey.cart) and what it means through the customer entry point.
 
 The store story: a mother puts a stroller (1699.00) and a pack of wipes (49.90) in her cart and
-buys the wipes alone. The stroller stays in her cart and is abandoned one hour after that order.
+buys the wipes alone. The stroller stays in her cart and is abandoned one hour after that order;
+another wipes order later does not "recover" the stroller cart, a stroller order does.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import orjson
+import pytest
 
 from journey import cart as carts
+from journey.abandonment import ANY_ORDER, AbandonmentConfig
 from journey.cart import Cart, CartLine
 from journey.config import JourneyConfig
 from journey.customer import CustomerState, apply, fire, next_due
@@ -23,6 +28,12 @@ KEY = "c:mum"
 STROLLER = ("sku-stroller", 1699.0, "baby/strollers")
 WIPES = ("sku-wipes", 49.9, "baby/wipes")
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+RECOVERED_1_0_1 = fastjsonschema.compile(
+    json.loads((SCHEMAS / "abandonment_recovered" / "1-0-1.json").read_text())
+)
+RECOVERED_1_0_0 = fastjsonschema.compile(
+    json.loads((SCHEMAS / "abandonment_recovered" / "1-0-0.json").read_text())
+)
 _n = iter(range(10**9))
 
 
@@ -84,6 +95,9 @@ class Customer:
     def _keep(self, state: CustomerState, outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.stored = orjson.dumps(state.to_dict())
         published = [o for o in outs if o["type"] not in ("signal", "internal")]
+        for r in published:
+            if r["type"] == "abandonment_recovered":
+                RECOVERED_1_0_1(r)
         self.records += published
         return published
 
@@ -201,6 +215,80 @@ def test_an_order_of_the_whole_cart_cancels_the_abandonment() -> None:
     assert mum.at(100 * HOUR) == []
 
 
+def test_a_wipes_only_order_does_not_recover_a_stroller_cart_and_a_stroller_order_does() -> None:
+    mum = Customer()
+    mum.send(add(0, STROLLER))
+    [abandoned] = mum.at(HOUR)
+    assert mum.of("abandonment_recovered", mum.send(buy(2 * HOUR, (WIPES, 2)))) == []
+    out = mum.send(buy(3 * HOUR, (STROLLER, 1), (WIPES, 1), oid="o-stroller"))
+    [recovered] = mum.of("abandonment_recovered", out)
+    assert recovered["version"] == "1-0-1"
+    assert recovered["abandonment_id"] == abandoned["id"]
+    assert recovered["order_id"] == "o-stroller"
+    assert recovered["order_value"] == 1748.9  # the whole order
+    assert recovered["recovery_rule"] == "product_overlap"
+    assert recovered["recovered_products"] == [
+        {
+            "product_id": "sku-stroller",
+            "quantity": 1,
+            "unit_price": 1699.0,
+            "category": "baby/strollers",
+        }
+    ]
+    assert recovered["recovered_value"] == 1699.0  # what came back from the abandoned cart
+    assert recovered["seconds_to_recover"] == 2 * HOUR
+    assert mum.of("abandonment_recovered", mum.send(buy(4 * HOUR, (STROLLER, 1)))) == []  # once
+
+
+def test_any_order_rule_recovers_on_the_wipes_order_with_nothing_recovered() -> None:
+    cfg = JourneyConfig(abandonment=AbandonmentConfig(recovery_rule=ANY_ORDER))
+    mum = Customer(cfg)
+    mum.send(add(0, STROLLER))
+    mum.at(HOUR)
+    [recovered] = mum.of("abandonment_recovered", mum.send(buy(2 * HOUR, (WIPES, 2))))
+    assert recovered["recovery_rule"] == "any_order"
+    assert (recovered["recovered_products"], recovered["recovered_value"]) == ([], 0.0)
+
+
+def test_recovery_rule_is_validated() -> None:
+    with pytest.raises(ValueError):
+        AbandonmentConfig(recovery_rule="some_order")
+
+
+def test_browse_abandonment_is_recovered_by_a_product_of_its_category_only() -> None:
+    mum = Customer()
+    mum.send(view(0, "aero"), view(60, "urban"), view(120, "city"))
+    [browse] = mum.at(120 + 1800)
+    assert browse["type"] == "browse_abandoned" and browse["category"] == "baby/strollers"
+    mum.send(buy(HOUR, (WIPES, 1)))
+    assert mum.of("abandonment_recovered") == []
+    other = ("sku-stroller-lite", 499.0, "baby/strollers")  # never viewed, same category
+    [recovered] = mum.of("abandonment_recovered", mum.send(buy(2 * HOUR, (other, 1), (WIPES, 1))))
+    assert recovered["kind"] == "browse" and recovered["abandonment_id"] == browse["id"]
+    assert [p["product_id"] for p in recovered["recovered_products"]] == ["sku-stroller-lite"]
+    assert recovered["recovered_value"] == 499.0
+
+
+def test_recovered_record_keeps_every_1_0_0_field() -> None:
+    mum = Customer()
+    mum.send(add(0, STROLLER))
+    mum.at(HOUR)
+    [recovered] = mum.of("abandonment_recovered", mum.send(buy(2 * HOUR, (STROLLER, 1))))
+    old_fields = set(
+        json.loads((SCHEMAS / "abandonment_recovered" / "1-0-0.json").read_text())["properties"]
+    )
+    as_before = {k: v for k, v in recovered.items() if k in old_fields} | {"version": "1-0-0"}
+    RECOVERED_1_0_0(as_before)
+    assert set(recovered) - old_fields == {
+        "recovery_rule",
+        "recovered_products",
+        "recovered_value",
+    }
+
+
+# ------------------------------------------------------------------- states of older workers
+
+
 def old_state() -> dict[str, Any]:
     """A customer state as the worker wrote it before the one cart: the cart twice, no ids."""
     return {
@@ -252,6 +340,14 @@ def test_a_state_written_before_the_one_cart_keeps_its_pending_cart_deadline() -
     assert [ln["product_id"] for ln in abandoned["lines"]] == ["sku-stroller", "sku-wipes"]
 
 
+def test_an_old_fired_marker_without_products_is_recovered_by_any_order() -> None:
+    mum = Customer()
+    mum.stored = orjson.dumps(old_state())
+    [recovered] = mum.of("abandonment_recovered", mum.send(buy(120, (WIPES, 1))))
+    assert recovered["abandonment_id"] == "0123456789abcdef0123"
+    assert recovered["recovered_products"][0]["product_id"] == "sku-wipes"
+
+
 def test_a_cart_the_old_abandonment_state_had_cleared_gets_no_deadline_until_it_changes() -> None:
     data = old_state()
     abandonment = data["abandonment"]
@@ -263,3 +359,12 @@ def test_a_cart_the_old_abandonment_state_had_cleared_gets_no_deadline_until_it_
     assert next_due(mum.state) == T0 + 200 + HOUR
     [abandoned] = mum.at(200 + HOUR)
     assert {ln["product_id"] for ln in abandoned["lines"]} == {"sku-stroller", "sku-wipes"}
+
+
+def test_the_example_is_a_valid_1_0_1_record_and_both_versions_ship() -> None:
+    from schemas.contracts import available_schemas, validator_for
+
+    assert available_schemas()["abandonment_recovered"] == ("1-0-0", "1-0-1")
+    example = json.loads((SCHEMAS / "examples" / "abandonment_recovered.json").read_text())
+    assert validator_for("abandonment_recovered", "1-0-1")(example) == example
+    assert example["recovered_products"][0]["product_id"] == "sku-stroller-urban"
