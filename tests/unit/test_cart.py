@@ -7,6 +7,7 @@ another wipes order later does not "recover" the stroller cart, a stroller order
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -368,3 +369,30 @@ def test_the_example_is_a_valid_1_0_1_record_and_both_versions_ship() -> None:
     example = json.loads((SCHEMAS / "examples" / "abandonment_recovered.json").read_text())
     assert validator_for("abandonment_recovered", "1-0-1")(example) == example
     assert example["recovered_products"][0]["product_id"] == "sku-stroller-urban"
+
+
+def test_an_anonymous_cart_follows_the_login_and_a_partial_order_there_leaves_the_rest() -> None:
+    from schemas.records import IdentityLink
+    from tests.unit.test_journey_identity import Cluster
+
+    def anonymous(e: CartChange) -> CartChange:
+        return dataclasses.replace(e, customer_id=None, anonymous_id="x")
+
+    c = Cluster()
+    c.produce(anonymous(add(0, STROLLER)))
+    c.produce(anonymous(add(10, WIPES, qty=2)))
+    c.produce(
+        IdentityLink(event_id="login", occurred_at=T0 + 20, anonymous_id="x", customer_id="mum")
+    )
+    c.produce(buy(600, (WIPES, 2)))
+    for _ in range(3):
+        c.step(("input", "a:x"))
+    c.step(("internal", KEY))  # the anonymous journey, cart included, joins the customer's
+    c.step(("input", KEY))  # then the wipes order at the customer key
+    state = c.state(KEY)
+    assert state.journey is not None and list(state.journey.cart) == ["sku-stroller"]
+    assert next_due(state) == T0 + 600 + HOUR
+    state, outs = fire(state, T0 + 600 + HOUR, key=KEY)
+    [abandoned] = [o for o in outs if o["type"] == "cart_abandoned"]
+    assert [ln["product_id"] for ln in abandoned["lines"]] == ["sku-stroller"]
+    assert c.state("a:x").journey is None  # nothing left behind at the anonymous key
