@@ -287,7 +287,9 @@ def fire(
     """Emit every abandonment due at `now` (due <= now) that still matches the current state."""
     out: list[Output] = []
     if state.pending:
-        _fire_due(state, cart or EMPTY_CART, now, config, customer_key, tier_of, out)
+        _fire_due(
+            state, cart if cart is not None else EMPTY_CART, now, config, customer_key, tier_of, out
+        )
     return state, out
 
 
@@ -321,7 +323,7 @@ def merge(
     """
     t = target if target is not None else AbandonmentState()
     s = source
-    cart_due = _cart_expected(cart or EMPTY_CART, config)
+    cart_due = _cart_expected(cart if cart is not None else EMPTY_CART, config)
     if cart_due is None:
         t.pending.pop(CART, None)
     elif CART in s.pending or CART in t.pending:
