@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from streams import topics
-from streams.process import produce, read_topics, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 DELAY = 6.0
@@ -84,7 +85,7 @@ def wait_for(d: Any, customer: str, kind: str, until: float) -> list[dict[str, A
 
 def send(d: Any, events: list[dict[str, Any]]) -> None:
     last = asyncio.run(produce(d.bootstrap, d.names, events))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 30))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
 
 
 def test_an_order_of_the_wipes_leaves_the_stroller_abandoned(deployment: Any) -> None:
