@@ -2,11 +2,13 @@
 
 Entry point per customer key: `journey.customer.apply(state, message, now, config, key=...)`.
 The parts: `journey.stages` (the journey itself: `TRANSITIONS`, `apply`, `merge`,
-`segment_at`), `journey.identity` (customer keys and the One ID protocol steps) and
+`segment_at`), `journey.cart` (the customer's one cart, kept in the journey and read by the
+abandonment core), `journey.identity` (customer keys and the One ID protocol steps) and
 `journey.dedupe` (bounded memory of applied event ids); `journey.abandonment` is its own core.
 Only stdlib and `schemas.records`.
 """
 
+from journey.cart import Cart, CartLine
 from journey.config import DEFAULT_CONFIG, JourneyConfig
 from journey.customer import CustomerState
 from journey.customer import apply as apply_message
@@ -33,6 +35,8 @@ __all__ = [
     "STAGES",
     "TRANSITIONS",
     "TRIGGERS",
+    "Cart",
+    "CartLine",
     "CustomerJourney",
     "CustomerState",
     "IdentityState",

@@ -2,12 +2,14 @@
 
 Model (all times are epoch seconds, UTC; deadlines use *event* time):
 
-* Cart: the cart lines are tracked per customer key. Every cart event is cart activity; while the
-  cart has lines a ``cart`` deadline is pending at ``last cart activity + cart_delay_s``. A placed
-  order clears the cart and cancels the deadline; emptying the cart cancels it; new activity moves
-  it. When it passes, one ``cart_abandoned`` record is emitted. ``add`` adds the quantity,
-  ``set_quantity`` sets it, ``remove`` subtracts it (quantity 0, or at least the line's, drops the
-  line); a quantity of 0 with ``add``/``set_quantity`` drops the line.
+* Cart: the customer's one cart is ``journey.cart.Cart`` (its lines, id and last activity, and the
+  rules of every change: add, remove, set_quantity, and an order removing the lines it bought).
+  It lives in the journey; this core is handed it (``cart=``), after the event, and keeps only
+  the deadline. While the cart has lines a ``cart`` deadline is pending at ``last cart activity +
+  cart_delay_s``; emptying the cart (by changes or by an order that bought every line) cancels
+  it; new activity moves it (an order that bought some of the lines is cart activity: the lines
+  it did not buy stay, and are abandoned ``cart_delay_s`` after it). When it passes, one
+  ``cart_abandoned`` record is emitted with the lines still in the cart.
 * Browse: every customer event is session activity. A session ends after ``session_gap_s`` of
   inactivity (an event at exactly ``last + gap`` already starts a new session) or when an event
   carries an explicit session id different from the session's (an event without a session id never
@@ -24,9 +26,16 @@ Model (all times are epoch seconds, UTC; deadlines use *event* time):
   already passed at the event's time before processing it, so replays are ordered correctly.
 * Ids: ``sha1(customer_key|kind|cart or session ref|due)[:20]``; the last ``max_fired`` fired ids
   are kept as markers, so a repeated fire never emits the same abandonment twice.
-* Recovery: a placed order within ``recovery_window_s`` after fired abandonments emits one
-  ``abandonment_recovered`` per kind (for the latest one of that kind); every abandonment of that
-  kind fired before the order is then closed, so each one recovers at most once.
+* Recovery: a placed order within ``recovery_window_s`` after a fired abandonment *matches* it
+  when the order contains at least one product of the abandoned cart (cart), or of the abandoned
+  category (browse: an order line of that category, or one of the products viewed there). Rule
+  ``recovery_rule``: ``product_overlap`` (default) recovers matching abandonments only;
+  ``any_order`` recovers on any order (the rule before 1-0-1). An abandonment fired before its
+  products were remembered (a state written by an older version) matches every order. The order
+  emits one ``abandonment_recovered`` per kind (for the latest recovered one of that kind), with
+  the matching order lines (``recovered_products``) and their value; every abandonment of that
+  kind it recovers is then closed, so each one recovers at most once. One that did not match
+  stays open for a later order.
 
 End of a replay: call ``flush`` (``fire`` with ``now=math.inf``) to emit every remaining deadline.
 """
@@ -40,13 +49,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from journey.cart import Cart
 from schemas.records import CartChange, CustomerEvent, IdentityLink, Order, PageView
 
 VERSION = "1-0-0"
+RECOVERED_VERSION = "1-0-1"  # abandonment_recovered with recovered_products/value and the rule
 CART = "cart"
 BROWSE = "browse"
 PRICE_TIERS = frozenset({"low", "mid", "high"})
 STATE_FORMAT = 1
+# recovery rules
+PRODUCT_OVERLAP = "product_overlap"
+ANY_ORDER = "any_order"
+RECOVERY_RULES = (PRODUCT_OVERLAP, ANY_ORDER)
+EMPTY_CART = Cart()
 
 TierOf = Callable[[str, float], str | None]
 Output = dict[str, Any]
@@ -60,7 +76,9 @@ class AbandonmentConfig:
     session_gap_s: float = 1800.0
     browse_min_products: int = 3
     recovery_window_s: float = 7 * 86400.0
-    max_cart_lines: int = 50
+    # which orders recover an abandonment: `product_overlap` (at least one product of the
+    # abandoned cart / category) or `any_order`
+    recovery_rule: str = PRODUCT_OVERLAP
     max_categories: int = 20
     max_products_per_category: int = 20
     max_fired: int = 20
@@ -73,7 +91,9 @@ class AbandonmentConfig:
             raise ValueError("delays must be positive and the recovery window non-negative")
         if not 1 <= self.browse_min_products <= self.max_products_per_category:
             raise ValueError("browse_min_products must be in 1..max_products_per_category")
-        for name in ("max_cart_lines", "max_categories", "max_fired", "max_id_len"):
+        if self.recovery_rule not in RECOVERY_RULES:
+            raise ValueError(f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}")
+        for name in ("max_categories", "max_fired", "max_id_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.max_ended_sessions < 0:
@@ -89,15 +109,6 @@ class Deadline(NamedTuple):
     kind: str
     due: float
     ref: str
-
-
-@dataclass(slots=True)
-class CartLine:
-    """One cart line as last seen."""
-
-    quantity: int
-    price: float | None = None
-    category: str | None = None
 
 
 @dataclass(slots=True)
@@ -122,35 +133,35 @@ class Session:
 
 @dataclass(slots=True)
 class Fired:
-    """A fired abandonment marker (dedupe and recovery)."""
+    """A fired abandonment marker (dedupe and recovery).
+
+    `products`: the abandoned cart's products (cart) or the products viewed in the abandoned
+    category (browse); `category`: the abandoned category (browse). None for markers written
+    before they were kept (such a marker matches any order).
+    """
 
     id: str
     kind: str
     due: float
     recovered: bool = False
+    products: list[str] | None = None
+    category: str | None = None
 
 
 @dataclass(slots=True)
 class AbandonmentState:
     """Per-customer-key abandonment state; bounded by the config's limits."""
 
-    cart: dict[str, CartLine] = field(default_factory=dict)
-    cart_ref: str | None = None
-    cart_last: float | None = None
     session: Session | None = None
     pending: dict[str, Deadline] = field(default_factory=dict)
     fired: list[Fired] = field(default_factory=list)
     ended_sids: list[str] = field(default_factory=list)
-    last_order: float | None = None  # time of the latest placed order
 
     def to_dict(self) -> dict[str, Any]:
         """An orjson-friendly snapshot (str/int/float/bool/None/list/dict only)."""
         s = self.session
         return {
             "v": STATE_FORMAT,
-            "cart": [[p, ln.quantity, ln.price, ln.category] for p, ln in self.cart.items()],
-            "cart_ref": self.cart_ref,
-            "cart_last": self.cart_last,
             "session": None
             if s is None
             else {
@@ -164,23 +175,23 @@ class AbandonmentState:
                 "done": s.done,
             },
             "pending": [[d.kind, d.due, d.ref] for d in self.pending.values()],
-            "fired": [[f.id, f.kind, f.due, f.recovered] for f in self.fired],
+            "fired": [
+                [f.id, f.kind, f.due, f.recovered, f.products, f.category] for f in self.fired
+            ],
             "ended_sids": list(self.ended_sids),
-            "last_order": self.last_order,
         }
 
     @classmethod
     def from_dict(
         cls, data: dict[str, Any], config: AbandonmentConfig = DEFAULT_CONFIG
     ) -> AbandonmentState:
-        """Rebuild a state from `to_dict` output, re-applying the config's bounds."""
+        """Rebuild a state from `to_dict` output, re-applying the config's bounds.
+
+        States written before the cart moved to the journey (`cart`, `cart_ref`, `cart_last`,
+        `last_order` here, four-field `fired` markers) are read too: the cart fields are left to
+        `journey.customer.CustomerState.from_dict`, old markers have no products.
+        """
         st = cls()
-        for p, qty, price, cat in data.get("cart") or ():
-            st.cart[str(p)] = CartLine(int(qty), _opt_float(price), cat)
-        _trim_dict(st.cart, config.max_cart_lines)
-        st.cart_ref = data.get("cart_ref")
-        st.cart_last = _opt_float(data.get("cart_last"))
-        st.last_order = _opt_float(data.get("last_order"))
         sd = data.get("session")
         if sd:
             s = Session(
@@ -202,9 +213,7 @@ class AbandonmentState:
         for kind, due, ref in data.get("pending") or ():
             if kind in (CART, BROWSE):
                 st.pending[kind] = Deadline(kind, float(due), str(ref))
-        st.fired = [
-            Fired(str(i), str(k), float(d), bool(r)) for i, k, d, r in data.get("fired") or ()
-        ]
+        st.fired = [_fired_from(m) for m in data.get("fired") or ()]
         del st.fired[: -config.max_fired]
         st.ended_sids = [str(x) for x in data.get("ended_sids") or ()]
         _trim_list(st.ended_sids, config.max_ended_sessions)
@@ -223,34 +232,33 @@ def apply(
     *,
     customer_key: str,
     tier_of: TierOf | None = None,
+    cart: Cart | None = None,
 ) -> tuple[AbandonmentState, list[Output]]:
-    """Record one event: fire deadlines it shows passed, move/cancel deadlines, emit recoveries."""
+    """Record one event: fire deadlines it shows passed, move/cancel deadlines, emit recoveries.
+
+    `cart` is the customer's cart *after* the event (None: empty). The cart deadlines due at the
+    event's time must be fired against the cart *before* the event changed it (`fire` with
+    `now` = the event's time; `journey.customer.apply` does).
+    """
     del now  # deadlines follow event time; `now` is part of the core signature only
     if state is None:
         state = AbandonmentState()
+    if cart is None:
+        cart = EMPTY_CART
     out: list[Output] = []
     t = event.occurred_at
     if not isinstance(event, (PageView, CartChange, Order, IdentityLink)) or not math.isfinite(t):
         return state, out
     if state.pending:
-        _fire_due(state, t, config, customer_key, tier_of, out)
+        _fire_due(state, cart, t, config, customer_key, tier_of, out)
     s = _track_session(state, event, t, config, customer_key, tier_of, out)
     if isinstance(event, CartChange):
-        if state.last_order is not None and t <= state.last_order:
-            # carts and orders travel on different topics: an order processed before an earlier
-            # cart change already settled that cart; the late change must not rebuild it
-            out.append(_signal("abandonment_suppressed", CART, "cart_change_before_order"))
-            return state, out
-        _apply_cart(state, event, t, config, out)
+        _sync_cart(state, cart, config, customer_key, out, "emptied")
         if s is not None and event.quantity > 0 and event.action != "remove":
             s.carted = True
     elif isinstance(event, Order) and event.action == "placed":
-        if state.last_order is None or t > state.last_order:
-            state.last_order = t
         _recover(state, event, t, config, customer_key, out)
-        if state.cart:
-            state.cart.clear()
-            _clear_cart(state, out, "order")
+        _sync_cart(state, cart, config, customer_key, out, "order")
         if s is not None:
             s.ordered = True
     elif isinstance(event, PageView) and s is not None:
@@ -274,11 +282,14 @@ def fire(
     *,
     customer_key: str,
     tier_of: TierOf | None = None,
+    cart: Cart | None = None,
 ) -> tuple[AbandonmentState, list[Output]]:
     """Emit every abandonment due at `now` (due <= now) that still matches the current state."""
     out: list[Output] = []
     if state.pending:
-        _fire_due(state, now, config, customer_key, tier_of, out)
+        _fire_due(
+            state, cart if cart is not None else EMPTY_CART, now, config, customer_key, tier_of, out
+        )
     return state, out
 
 
@@ -288,43 +299,35 @@ def flush(
     *,
     customer_key: str,
     tier_of: TierOf | None = None,
+    cart: Cart | None = None,
 ) -> tuple[AbandonmentState, list[Output]]:
     """End of a replay: fire every remaining deadline (event time advanced past all of them)."""
-    return fire(state, math.inf, config, customer_key=customer_key, tier_of=tier_of)
+    return fire(state, math.inf, config, customer_key=customer_key, tier_of=tier_of, cart=cart)
 
 
 def merge(
     target: AbandonmentState | None,
     source: AbandonmentState,
     config: AbandonmentConfig = DEFAULT_CONFIG,
+    *,
+    cart: Cart | None = None,
 ) -> AbandonmentState:
     """One ID: fold an anonymous key's state into its customer's; mutates and returns `target`.
 
     Orders then reach the customer key only, so a cart or session left at the anonymous key
-    could never be settled there. The anonymous cart joins the customer's unless an order the
-    customer placed at or after its last activity settled it (lines the customer already has
-    are kept as they are); the anonymous session replaces the customer's when its activity is
-    more recent; fired markers are united, so the customer's order recovers an abandonment
-    fired while anonymous. Deadlines are recomputed from the result.
+    could never be settled there. `cart` is the customer's cart after the merge (the journey
+    merges the two carts, `journey.cart.merge`); its deadline is kept pending when either side
+    had one pending (a cart whose abandonment already fired keeps none). The anonymous session
+    replaces the customer's when its activity is more recent; fired markers are united, so the
+    customer's order recovers an abandonment fired while anonymous.
     """
     t = target if target is not None else AbandonmentState()
     s = source
-    if s.last_order is not None and (t.last_order is None or s.last_order > t.last_order):
-        t.last_order = s.last_order
-    if s.cart and s.cart_last is not None and (t.last_order is None or s.cart_last > t.last_order):
-        for pid, ln in s.cart.items():
-            if pid not in t.cart:
-                t.cart[pid] = CartLine(ln.quantity, ln.price, ln.category)
-        _trim_dict(t.cart, config.max_cart_lines)
-        if t.cart_ref is None or t.cart_last is None:
-            t.cart_ref, t.cart_last = s.cart_ref, s.cart_last
-        elif s.cart_last > t.cart_last:
-            t.cart_last = s.cart_last
-        cart_due = _cart_expected(t, config)
-        # a cart whose abandonment already fired (nothing pending on either side) keeps no
-        # deadline: re-scheduling it would fire the same abandonment again under the customer
-        if cart_due is not None and (CART in s.pending or CART in t.pending):
-            t.pending[CART] = cart_due
+    cart_due = _cart_expected(cart if cart is not None else EMPTY_CART, config)
+    if cart_due is None:
+        t.pending.pop(CART, None)
+    elif CART in s.pending or CART in t.pending:
+        t.pending[CART] = cart_due
     if s.session is not None and (t.session is None or s.session.last_at > t.session.last_at):
         t.session = s.session
         browse_due = _browse_expected(t, config)
@@ -370,13 +373,6 @@ def _sha(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:20]
 
 
-def _opt_float(x: Any) -> float | None:
-    if x is None:
-        return None
-    f = float(x)
-    return f if math.isfinite(f) else None
-
-
 def _trim_dict(d: dict[str, Any], cap: int) -> None:
     while len(d) > cap:
         del d[next(iter(d))]
@@ -411,10 +407,25 @@ def _qualifies(s: Session, config: AbandonmentConfig) -> bool:
     return any(len(ps) >= n for ps in s.views.values())
 
 
-def _cart_expected(state: AbandonmentState, config: AbandonmentConfig) -> Deadline | None:
-    if not state.cart or state.cart_last is None or state.cart_ref is None:
+def _fired_from(m: list[Any]) -> Fired:
+    """A stored marker: [id, kind, due, recovered] (older states) + [products, category]."""
+    i, k, d, r = m[:4]
+    products = m[4] if len(m) > 4 else None
+    category = m[5] if len(m) > 5 else None
+    return Fired(
+        str(i),
+        str(k),
+        float(d),
+        bool(r),
+        [str(p) for p in products] if products is not None else None,
+        str(category) if category is not None else None,
+    )
+
+
+def _cart_expected(cart: Cart, config: AbandonmentConfig) -> Deadline | None:
+    if not cart or cart.last_activity is None or cart.ref is None:
         return None
-    return Deadline(CART, state.cart_last + config.cart_delay_s, state.cart_ref)
+    return Deadline(CART, cart.last_activity + config.cart_delay_s, cart.ref)
 
 
 def _browse_expected(state: AbandonmentState, config: AbandonmentConfig) -> Deadline | None:
@@ -426,6 +437,7 @@ def _browse_expected(state: AbandonmentState, config: AbandonmentConfig) -> Dead
 
 def _fire_due(
     state: AbandonmentState,
+    cart: Cart,
     now: float,
     config: AbandonmentConfig,
     customer_key: str,
@@ -437,7 +449,7 @@ def _fire_due(
             continue
         del state.pending[dl.kind]
         # re-check against the current state: it may have moved (e.g. config change) or gone
-        exp = _cart_expected(state, config) if dl.kind == CART else _browse_expected(state, config)
+        exp = _cart_expected(cart, config) if dl.kind == CART else _browse_expected(state, config)
         if exp is None or exp.ref != dl.ref:
             out.append(_signal("abandonment_suppressed", dl.kind, "stale"))
             continue
@@ -445,7 +457,7 @@ def _fire_due(
             state.pending[dl.kind] = exp
             continue
         if dl.kind == CART:
-            _emit_cart(state, exp.due, config, customer_key, out)
+            _emit_cart(state, cart, exp.due, config, customer_key, out)
         else:
             assert state.session is not None
             _emit_browse(
@@ -453,45 +465,49 @@ def _fire_due(
             )
 
 
-def _mark(
-    state: AbandonmentState, rid: str, kind: str, due: float, config: AbandonmentConfig
-) -> bool:
+def _mark(state: AbandonmentState, marker: Fired, config: AbandonmentConfig) -> bool:
     """Add a fired marker; False when this abandonment was already fired."""
-    for f in state.fired:
-        if f.id == rid:
-            return False
-    state.fired.append(Fired(rid, kind, due))
+    if _was_fired(state, marker.id):
+        return False
+    state.fired.append(marker)
     _trim_list(state.fired, config.max_fired)
     return True
 
 
+def _was_fired(state: AbandonmentState, rid: str) -> bool:
+    return any(f.id == rid for f in state.fired)
+
+
 def _emit_cart(
     state: AbandonmentState,
+    cart: Cart,
     due: float,
     config: AbandonmentConfig,
     customer_key: str,
     out: list[Output],
 ) -> None:
-    ref = state.cart_ref
-    last = state.cart_last
+    ref = cart.ref
+    last = cart.last_activity
     assert ref is not None and last is not None
     rid = abandonment_id(customer_key, CART, ref, due)
-    if not _mark(state, rid, CART, due, config):
+    products = [_clip(pid, config) for pid in cart]
+    if not _mark(state, Fired(rid, CART, due, products=products), config):
         out.append(_signal("abandonment_duplicate", CART, "already_fired"))
         return
     lines = []
     value = 0.0
     items = 0
-    for pid, ln in state.cart.items():
+    for pid, ln in zip(products, cart.values(), strict=True):
+        cat = _clip(ln.category, config) if ln.category is not None else None
         lines.append(
-            {"product_id": pid, "quantity": ln.quantity, "price": ln.price, "category": ln.category}
+            {"product_id": pid, "quantity": ln.quantity, "price": ln.price, "category": cat}
         )
         items += ln.quantity
         if ln.price is not None:
             value += ln.quantity * ln.price
     rec = _header("cart_abandoned", rid, customer_key, due)
     rec.update(
-        cart_id=ref,
+        cart_id=_clip(ref, config),
         lines=lines,
         item_count=items,
         value=round(value, 2),
@@ -523,14 +539,15 @@ def _emit_browse(
 ) -> None:
     s.done = True
     rid = abandonment_id(customer_key, BROWSE, s.ref, due)
-    if not _mark(state, rid, BROWSE, due, config):
-        out.append(_signal("abandonment_duplicate", BROWSE, "already_fired"))
-        return
     best = ""
     best_n = -1
     for cat, ps in s.views.items():  # ordered by recency: >= prefers the most recent on ties
         if len(ps) >= best_n:
             best, best_n = cat, len(ps)
+    marker = Fired(rid, BROWSE, due, products=list(s.views[best]), category=best)
+    if not _mark(state, marker, config):
+        out.append(_signal("abandonment_duplicate", BROWSE, "already_fired"))
+        return
     products = []
     high = 0
     for pid, price in s.views[best].items():
@@ -623,54 +640,23 @@ def _schedule_browse(
         out.append(_signal("abandonment_cancelled", BROWSE, reason))
 
 
-def _clear_cart(state: AbandonmentState, out: list[Output], reason: str) -> None:
-    state.cart_ref = None
-    state.cart_last = None
-    if state.pending.pop(CART, None) is not None:
-        out.append(_signal("abandonment_cancelled", CART, reason))
-
-
-def _apply_cart(
+def _sync_cart(
     state: AbandonmentState,
-    event: CartChange,
-    t: float,
+    cart: Cart,
     config: AbandonmentConfig,
+    customer_key: str,
     out: list[Output],
+    reason: str,
 ) -> None:
-    cart = state.cart
-    was_empty = not cart
-    pid = _clip(event.product_id, config)
-    qty = event.quantity
-    line = cart.get(pid)
-    price = event.price if event.price is not None and math.isfinite(event.price) else None
-    cat = _clip(event.category, config) if event.category else None
-    if event.action == "remove":
-        if line is not None:
-            if qty <= 0 or qty >= line.quantity:
-                del cart[pid]
-            else:
-                line.quantity -= qty
-    elif qty <= 0:  # add/set_quantity with 0 removes the line
-        cart.pop(pid, None)
-    else:
-        if line is None:
-            line = cart[pid] = CartLine(0)
-            _trim_dict(cart, config.max_cart_lines)
-        line.quantity = line.quantity + qty if event.action == "add" else qty
-        if price is not None:
-            line.price = price
-        if cat is not None:
-            line.category = cat
-    if not cart:
-        if not was_empty:
-            _clear_cart(state, out, "emptied")
-        return
-    if was_empty or state.cart_ref is None or state.cart_last is None:
-        state.cart_ref = _clip(event.event_id, config)
-        state.cart_last = t
-    elif t > state.cart_last:
-        state.cart_last = t
-    state.pending[CART] = Deadline(CART, state.cart_last + config.cart_delay_s, state.cart_ref)
+    """After a cart change or an order: the cart deadline follows the cart (pending, moved or
+    cancelled); a deadline whose abandonment already fired is not scheduled again."""
+    exp = _cart_expected(cart, config)
+    if exp is not None and not _was_fired(
+        state, abandonment_id(customer_key, CART, exp.ref, exp.due)
+    ):
+        state.pending[CART] = exp
+    elif state.pending.pop(CART, None) is not None:
+        out.append(_signal("abandonment_cancelled", CART, reason))
 
 
 def _recover(
@@ -685,6 +671,9 @@ def _recover(
     for f in reversed(state.fired):
         if f.recovered or f.due > t or t - f.due > config.recovery_window_s:
             continue
+        matched = _matching_lines(f, order, config)
+        if not matched and config.recovery_rule == PRODUCT_OVERLAP:
+            continue  # stays open: a later order with its products may still recover it
         f.recovered = True
         if f.kind in seen:
             continue
@@ -695,6 +684,7 @@ def _recover(
             customer_key,
             t,
         )
+        rec["version"] = RECOVERED_VERSION
         rec.update(
             kind=f.kind,
             abandonment_id=f.id,
@@ -703,5 +693,31 @@ def _recover(
             order_id=order.order_id,
             order_value=order.total,
             currency=order.currency,
+            recovery_rule=config.recovery_rule,
+            recovered_products=matched,
+            recovered_value=round(sum(m["quantity"] * m["unit_price"] for m in matched), 2),
         )
         out.append(rec)
+
+
+def _matching_lines(f: Fired, order: Order, config: AbandonmentConfig) -> list[dict[str, Any]]:
+    """The order lines of the abandoned cart's products (cart) or of its category (browse).
+
+    A marker without products (written by an older version) matches every line.
+    """
+    products = set(f.products) if f.products is not None else None
+    matched: list[dict[str, Any]] = []
+    for line in order.lines:
+        if products is not None and _clip(line.product_id, config) not in products:
+            cat = _clip(line.category, config) if line.category is not None else None
+            if f.kind != BROWSE or cat is None or cat != f.category:
+                continue
+        matched.append(
+            {
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "category": line.category,
+            }
+        )
+    return matched

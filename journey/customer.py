@@ -57,6 +57,7 @@ from typing import Any
 from journey import abandonment as abandon
 from journey import identity as ident
 from journey.abandonment import AbandonmentState, TierOf
+from journey.cart import Cart
 from journey.config import DEFAULT_CONFIG, JourneyConfig
 from journey.dedupe import SeenEvents, absorb, seen_before
 from journey.identity import (
@@ -77,6 +78,7 @@ from journey.stages import (
     clip,
     irrelevant,
     merge,
+    merged_stage,
     segment_at,
     transition_record,
 )
@@ -135,10 +137,14 @@ class CustomerState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CustomerState:
-        """Inverse of `to_dict` (None or {} gives an empty state)."""
+        """Inverse of `to_dict` (None or {} gives an empty state).
+
+        Also reads states written before the journey and the abandonment shared one cart: see
+        `upgrade_journey`.
+        """
         if not data:
             return cls()
-        journey = data.get("journey")
+        journey = upgrade_journey(data.get("journey"), data.get("abandonment"))
         return cls(
             journey=CustomerJourney.from_dict(journey) if journey else None,
             identity=IdentityState.from_dict(data.get("identity")),
@@ -149,6 +155,28 @@ class CustomerState:
             recommend=dict(data.get("recommend") or {}),
             window=ReorderWindow.from_dict(data.get("window")),
         )
+
+
+def upgrade_journey(
+    journey: dict[str, Any] | None, abandonment: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A stored journey dict with its cart's id and activity, also from an older layout.
+
+    Before the one cart model the journey kept the cart lines (with their times) and the
+    abandonment state its own copy of the lines, the cart id (`cart_ref`) and last activity
+    (`cart_last`). The journey's lines are kept; the id and activity come from the old
+    abandonment state when it still had a cart, so a pending cart deadline stays valid. A
+    journey cart the old abandonment state had dropped (it cleared the whole cart on any order)
+    gets no id: no deadline, until its next change starts one.
+    """
+    if not journey or "cart_ref" in journey or not journey.get("cart"):
+        return journey
+    journey = dict(journey)
+    old = abandonment or {}
+    if old.get("cart") and old.get("cart_ref") is not None and old.get("cart_last") is not None:
+        journey["cart_ref"] = old["cart_ref"]
+        journey["cart_last"] = old["cart_last"]
+    return journey
 
 
 def apply(
@@ -226,11 +254,29 @@ def _on_event(
     alias = state.identity.alias_of
     if alias is not None and ident.is_anonymous_key(key):
         return state, [internal(alias, forward_message(event, key))]
+    due: list[Output] = []
+    if state.abandonment is not None and state.abandonment.pending:
+        # deadlines the event shows passed fire against the cart as it was before the event
+        state.abandonment, due = abandon.fire(
+            state.abandonment,
+            event.occurred_at,
+            config.abandonment,
+            customer_key=key,
+            tier_of=tier_of,
+            cart=_cart(state),
+        )
     journey, out = _apply_in_order(state, event, now, config, key)
     state.journey = journey
     state.abandonment, fired = abandon.apply(
-        state.abandonment, event, now, config.abandonment, customer_key=key, tier_of=tier_of
+        state.abandonment,
+        event,
+        now,
+        config.abandonment,
+        customer_key=key,
+        tier_of=tier_of,
+        cart=_cart(state),
     )
+    out.extend(due)
     out.extend(fired)
     anon = event.anonymous_id
     if anon is not None and event.customer_id is not None and key.startswith(CUSTOMER_PREFIX):
@@ -400,21 +446,42 @@ def _on_merge(
     seen = message.get("seen")
     if isinstance(seen, dict):
         absorb(state.seen, SeenEvents.from_dict(seen), config)
-    anonymous_abandonment = message.get("abandonment")
-    if isinstance(anonymous_abandonment, dict):
-        source_abandonment = AbandonmentState.from_dict(anonymous_abandonment, config.abandonment)
-        state.abandonment = abandon.merge(state.abandonment, source_abandonment, config.abandonment)
     out: list[Output] = [_signal("identity_merged")]
     state.window = ReorderWindow()  # events before the merge cannot be re-sequenced any more
+    anonymous_abandonment = message.get("abandonment")
+    if not isinstance(anonymous_abandonment, dict):
+        anonymous_abandonment = None
     snapshot = message.get("snapshot")
-    if not isinstance(snapshot, dict):
-        return state, out
-    source = CustomerJourney.from_dict(snapshot)
+    if isinstance(snapshot, dict):
+        out.extend(_merge_journey(state, snapshot, anonymous_abandonment, message, config, key))
+    if anonymous_abandonment is not None:
+        # after the journeys: the merged cart decides the cart deadline
+        source_abandonment = AbandonmentState.from_dict(anonymous_abandonment, config.abandonment)
+        state.abandonment = abandon.merge(
+            state.abandonment, source_abandonment, config.abandonment, cart=_cart(state)
+        )
+    return state, out
+
+
+def _merge_journey(
+    state: CustomerState,
+    snapshot: dict[str, Any],
+    anonymous_abandonment: dict[str, Any] | None,
+    message: dict[str, Any],
+    config: JourneyConfig,
+    key: str,
+) -> list[Output]:
+    """Fold the anonymous journey snapshot into the customer's; the records of its changes."""
+    out: list[Output] = []
+    upgraded = upgrade_journey(snapshot, anonymous_abandonment)
+    assert upgraded is not None
+    source = CustomerJourney.from_dict(upgraded)
     j = state.journey
     if j is None:
         source.customer_key = key
         source.customer_id = clip(key[len(CUSTOMER_PREFIX) :], config.max_text_len)
         source.segment = None
+        source.stage = merged_stage(None, source.stage, source.orders_placed)
         before_stage: str | None = None
         j = state.journey = source
     else:
@@ -457,7 +524,12 @@ def _on_merge(
             )
         )
         j.segment = seg
-    return state, out
+    return out
+
+
+def _cart(state: CustomerState) -> Cart | None:
+    """The customer's one cart (it lives in the journey)."""
+    return state.journey.cart if state.journey is not None else None
 
 
 def next_due(state: CustomerState | None) -> float | None:
@@ -477,6 +549,11 @@ def fire(
     if state.abandonment is None:
         return state, []
     state.abandonment, out = abandon.fire(
-        state.abandonment, now, config.abandonment, customer_key=key, tier_of=tier_of
+        state.abandonment,
+        now,
+        config.abandonment,
+        customer_key=key,
+        tier_of=tier_of,
+        cart=_cart(state),
     )
     return state, out

@@ -8,7 +8,8 @@ signature but no rule reads it, so a replay gives exactly the live result):
   view makes one category reach `seed_category_views` views in the current session),
   `add_to_cart` (cart `add`, or `set_quantity` raising a line), `order_placed`. Each trigger walks
   `TRANSITIONS`; a (stage, trigger) pair not in the table leaves the stage as it is, so stages
-  never move backwards.
+  never move backwards. Every stage change goes through that table, a One ID merge's too
+  (`merged_stage`: triggers `merged_<stage>` for the stage the merged history reached).
 * Sessions: a new session starts when an event comes `session_gap_s` or more after `last_seen`, or
   carries a session id different from the current session's (an event without a session id never
   ends a session; a session without an id adopts the first one it sees).
@@ -31,6 +32,8 @@ signature but no rule reads it, so a replay gives exactly the live result):
   of an order id already among them. A known cancellation reverses that order's orders count,
   spend, units and tag counters (not its categories or recently purchased ids) and is not counted
   as customer activity (it does not touch sessions or `last_seen`).
+* Cart: the customer's one cart (`journey.cart`, also read by the abandonment core). A placed
+  order removes from it only what it bought, by product and units; the other lines stay.
 * Profile extras: favourite categories = top `favourite_categories` by views + purchased lines;
   price band = average unit price over the customer's order lines: `low` below `price_band_low`,
   `high` at or above `price_band_high`, else `mid` (None before any order); tags:
@@ -57,6 +60,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, overload
 
+from journey import cart as carts
+from journey.cart import Cart, clip
 from journey.config import DEFAULT_CONFIG, JourneyConfig
 from schemas.records import CartChange, CustomerEvent, Order, PageView
 
@@ -86,6 +91,13 @@ TRIGGERS = (FIRST_CONTACT, RETURN_VISIT, ADD_TO_CART, CATEGORY_INTEREST, ORDER_P
 LAPSE = "lapse"
 ACTIVITY = "activity"
 IDENTITY_MERGE = "identity_merge"
+# triggers of a One ID merge: the merged history shows this stage reached (the source journey's
+# stage, or purchase/repurchase from the merged count of placed orders)
+MERGED_TOUCH = "merged_touch"
+MERGED_SEED = "merged_seed"
+MERGED_PURCHASE = "merged_purchase"
+MERGED_REPURCHASE = "merged_repurchase"
+MERGE_TRIGGERS = (MERGED_TOUCH, MERGED_SEED, MERGED_PURCHASE, MERGED_REPURCHASE)
 
 # the journey, as data: (stage, trigger) -> next stage; pairs not listed keep the stage
 TRANSITIONS: dict[tuple[str | None, str], str] = {
@@ -97,6 +109,23 @@ TRANSITIONS: dict[tuple[str | None, str], str] = {
     (SEED, ORDER_PLACED): PURCHASE,
     (PURCHASE, ORDER_PLACED): REPURCHASE,
     (REPURCHASE, ORDER_PLACED): REPURCHASE,
+    # One ID merge: the further stage of the two histories
+    (None, MERGED_TOUCH): TOUCH,
+    (None, MERGED_SEED): SEED,
+    (None, MERGED_PURCHASE): PURCHASE,
+    (None, MERGED_REPURCHASE): REPURCHASE,
+    (TOUCH, MERGED_SEED): SEED,
+    (TOUCH, MERGED_PURCHASE): PURCHASE,
+    (TOUCH, MERGED_REPURCHASE): REPURCHASE,
+    (SEED, MERGED_PURCHASE): PURCHASE,
+    (SEED, MERGED_REPURCHASE): REPURCHASE,
+    (PURCHASE, MERGED_REPURCHASE): REPURCHASE,
+}
+MERGED: dict[str, str] = {
+    TOUCH: MERGED_TOUCH,
+    SEED: MERGED_SEED,
+    PURCHASE: MERGED_PURCHASE,
+    REPURCHASE: MERGED_REPURCHASE,
 }
 
 # purchase paths, by the stage an order is placed in
@@ -134,15 +163,33 @@ def next_stage(stage: str | None, trigger: str) -> str | None:
     return TRANSITIONS.get((stage, trigger), stage)
 
 
+def merged_stage(stage: str | None, source_stage: str | None, orders_placed: int) -> str | None:
+    """The stage after a One ID merge, walked through `TRANSITIONS`.
+
+    `stage` is the target's, `source_stage` the merged history's and `orders_placed` the placed
+    orders of the merged journey (one makes a purchase, two a repurchase).
+    """
+    triggers = [MERGED[source_stage]] if source_stage in MERGED else []
+    if orders_placed >= 2:
+        triggers.append(MERGED_REPURCHASE)
+    elif orders_placed == 1:
+        triggers.append(MERGED_PURCHASE)
+    for trigger in triggers:
+        stage = next_stage(stage, trigger)
+    return stage
+
+
 @dataclass(slots=True, kw_only=True)
 class CustomerJourney:
     """Journey position and bounded profile of one customer key.
 
     Recent collections are insertion-ordered dicts kept sorted by time, oldest first:
-    `recent_views` product -> [category, price, t]; `cart` product -> [quantity, unit price|None,
-    category|None, t]; `recent_orders` order id -> [total, units, line value, t, below view
-    average 0/1, low band 0/1]; `recent_purchases` product -> t. Their list values are replaced,
-    never mutated in place.
+    `recent_views` product -> [category, price, t]; `recent_orders` order id -> [total, units,
+    line value, t, below view average 0/1, low band 0/1]; `recent_purchases` product -> t. Their
+    list values are replaced, never mutated in place. `cart` is the customer's one cart
+    (`journey.cart.Cart`), stored as `cart` product -> [quantity, unit price|None,
+    category|None, t] plus `cart_ref` and `cart_last` (its id and last activity; absent in
+    states written before they existed).
     """
 
     customer_key: str
@@ -160,7 +207,7 @@ class CustomerJourney:
     view_price_sum: float = 0.0
     views_by_category: dict[str, int] = field(default_factory=dict)
     recent_views: dict[str, list[Any]] = field(default_factory=dict)
-    cart: dict[str, list[Any]] = field(default_factory=dict)
+    cart: Cart = field(default_factory=Cart)
     orders: int = 0
     orders_placed: int = 0
     total_spend: float = 0.0
@@ -226,7 +273,9 @@ class CustomerJourney:
             "view_price_sum": self.view_price_sum,
             "views_by_category": dict(self.views_by_category),
             "recent_views": dict(self.recent_views),
-            "cart": dict(self.cart),
+            "cart": self.cart.lines_dict(),
+            "cart_ref": self.cart.ref,
+            "cart_last": self.cart.last_activity,
             "orders": self.orders,
             "orders_placed": self.orders_placed,
             "total_spend": self.total_spend,
@@ -261,7 +310,7 @@ class CustomerJourney:
             view_price_sum=float(g("view_price_sum", 0.0)),
             views_by_category=dict(g("views_by_category") or {}),
             recent_views={k: list(v) for k, v in (g("recent_views") or {}).items()},
-            cart={k: list(v) for k, v in (g("cart") or {}).items()},
+            cart=Cart.from_parts(g("cart"), g("cart_ref"), g("cart_last")),
             orders=int(g("orders", 0)),
             orders_placed=int(g("orders_placed", 0)),
             total_spend=float(g("total_spend", 0.0)),
@@ -510,16 +559,9 @@ def merge(
         t.recent_purchases, s.recent_purchases, config.max_recent_purchases
     )
     t.new_parent = t.new_parent or s.new_parent
-    cart = _merge_recent(t.cart, s.cart, 3, config.max_cart_lines)
-    bought = t.recent_purchases
-    t.cart = {p: line for p, line in cart.items() if bought.get(p, -1e300) < line[3]}
+    t.cart = carts.merge(t.cart, s.cart, t.recent_purchases, config.max_cart_lines)
 
-    stage = t.stage if STAGE_RANK[t.stage] >= STAGE_RANK[s.stage] else s.stage
-    if t.orders_placed >= 2 and STAGE_RANK[stage] < STAGE_RANK[REPURCHASE]:
-        stage = REPURCHASE
-    elif t.orders_placed == 1 and STAGE_RANK[stage] < STAGE_RANK[PURCHASE]:
-        stage = PURCHASE
-    t.stage = stage
+    t.stage = merged_stage(t.stage, s.stage, t.orders_placed)
     return t
 
 
@@ -542,7 +584,13 @@ def profile(state: CustomerJourney, now: float, config: JourneyConfig = DEFAULT_
             for p, v in j.recent_views.items()
         ],
         "cart": [
-            {"product_id": p, "quantity": v[0], "unit_price": v[1], "category": v[2], "at": v[3]}
+            {
+                "product_id": p,
+                "quantity": v.quantity,
+                "unit_price": v.price,
+                "category": v.category,
+                "at": v.at,
+            }
             for p, v in j.cart.items()
         ],
         "orders": j.orders,
@@ -611,14 +659,6 @@ def format_time(t: float) -> str:
 def irrelevant(reason: str) -> Output:
     """The `irrelevant` signal."""
     return {"type": "signal", "name": "irrelevant", "reason": reason}
-
-
-def clip(text: str, cap: int) -> str:
-    """`text`, or when longer than `cap` its head plus a hash of the whole (stays unique)."""
-    if len(text) <= cap:
-        return text
-    digest = hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:20]
-    return text[: cap - 21] + "#" + digest
 
 
 def is_new_parent_category(category: str, keywords: tuple[str, ...]) -> bool:
@@ -699,28 +739,19 @@ def _cart(
     cat = clip(event.category, cap) if event.category is not None else None
     if cat is not None and not j.new_parent and _parent_category(cat, config.new_parent_keywords):
         j.new_parent = True
-    line = j.cart.get(pid)
-    if line is not None and line[3] > t:  # the line changed after this (late) event
-        return
-    had = line[0] if line is not None else 0
-    if event.action == "add":
-        qty = had + event.quantity
-    elif event.action == "remove":
-        qty = had - event.quantity if event.quantity > 0 else 0
-    else:
-        qty = event.quantity
-    if qty > had:
-        bought = j.recent_purchases.get(pid)
-        if bought is not None and bought >= t:  # a late add of something bought since
-            return
-    if qty <= 0:
-        j.cart.pop(pid, None)
-    else:
-        price = event.price if event.price is not None else (line[1] if line else None)
-        if cat is None and line is not None:
-            cat = line[2]
-        _remember(j.cart, pid, [qty, price, cat, t], t, 3, config.max_cart_lines)
-    if qty > had and not late:
+    step = carts.change(
+        j.cart,
+        pid,
+        event.action,
+        event.quantity,
+        t,
+        clip(event.event_id, cap),
+        price=event.price,
+        category=cat,
+        bought_at=j.recent_purchases.get(pid),
+        cap=config.max_cart_lines,
+    )
+    if step.raised and not late:
         triggers.append(ADD_TO_CART)
 
 
@@ -729,19 +760,19 @@ def _order(j: CustomerJourney, event: Order, t: float, config: JourneyConfig) ->
     keywords = config.new_parent_keywords
     units = 0
     value = 0.0
+    bought: list[tuple[str, int]] = []
     for line in event.lines:
         units += line.quantity
         value += line.quantity * line.unit_price
         pid = clip(line.product_id, cap)
         _remember_time(j.recent_purchases, pid, t, config.max_recent_purchases)
-        in_cart = j.cart.get(pid)
-        if in_cart is not None and in_cart[3] <= t:
-            del j.cart[pid]
+        bought.append((pid, line.quantity))
         if line.category is not None:
             cat = clip(line.category, cap)
             _count(j.purchase_categories, cat, 1, config.max_purchase_categories)
             if not j.new_parent and _parent_category(cat, keywords):
                 j.new_parent = True
+    carts.buy(j.cart, bought, t)  # only the lines it bought, by the units bought
     avg = value / units if units > 0 else None
     below = avg is not None and j.views > 0 and avg < j.view_price_sum / j.views
     low = avg is not None and avg < config.price_band_low

@@ -10,8 +10,10 @@ Formats (`FORMATS`):
 - ``jsonl``: one JSON object per line, passed through unchanged; blank lines are skipped; a line
   that is not a JSON object is rejected.
 - ``rees46``: the REES46 export ``event_time,event_type,product_id,category_id,category_code,
-  brand,price,user_id,user_session``. ``view`` -> ``page_view``; ``cart`` -> ``cart`` add 1;
-  ``remove_from_cart`` -> ``cart`` remove 1; ``purchase`` rows are grouped into orders (below).
+  brand,price,user_id,user_session``. ``view`` -> ``page_view``; ``cart`` -> ``cart``
+  set_quantity 1; ``remove_from_cart`` -> ``cart`` set_quantity 0; ``purchase`` rows are grouped
+  into orders (below). REES46 has no quantities: a ``cart`` row says the product is in the cart
+  (carting it again does not make it two), a ``remove_from_cart`` row that it no longer is.
   ``customer_id`` = user_id, ``session_id`` = user_session, ``category`` = category_code, else
   ``"cat-" + category_id``; event ids are ``"rees46-L<line>"``.
 - ``online-retail``: the UCI Online Retail export ``InvoiceNo,StockCode,Description,Quantity,
@@ -609,11 +611,12 @@ def _read_rees46(path: Path) -> Iterator[AdapterItem]:
             if brand:
                 event["brand"] = brand
         else:
+            # no quantities in REES46: the product is in the cart (1) or no longer is (0)
             event["type"] = "cart"
             event.update(
-                action="add" if etype == "cart" else "remove",
+                action="set_quantity",
                 product_id=product,
-                quantity=1,
+                quantity=1 if etype == "cart" else 0,
                 price=price,
                 category=category,
             )

@@ -155,9 +155,14 @@ class Story:
                 segment = new_segment
         return out
 
-    def cart_abandonments(self) -> Counter[tuple[str, str]]:
-        """(person, due) of carts left with lines and no order within the delay."""
-        found: Counter[tuple[str, str]] = Counter()
+    def abandoned_carts(self) -> list[tuple[str, float, frozenset[str]]]:
+        """(person, due, products left) of carts left with lines and no cart activity in the delay.
+
+        journey/cart.py: an order removes the units it bought and leaves the other lines; cart
+        activity is a cart change or an order that bought from the cart (an order of other
+        products is not). A deadline fires once; only new cart activity schedules again.
+        """
+        found: list[tuple[str, float, frozenset[str]]] = []
         for person, events in self.by_person.items():
             cart: Counter[str] = Counter()
             last_activity: float | None = None
@@ -166,7 +171,7 @@ class Story:
                     continue  # not cart or session activity
                 t = epoch(e["occurred_at"])
                 if cart and last_activity is not None and t >= last_activity + CART_DELAY:
-                    found[(person, rfc3339_ms(last_activity + CART_DELAY))] += 1
+                    found.append((person, last_activity + CART_DELAY, frozenset(cart)))
                     last_activity = None  # fired; only new cart activity schedules again
                 if e["type"] == "cart":
                     p, quantity = e["product_id"], e["quantity"]
@@ -179,20 +184,31 @@ class Story:
                     cart = +cart
                     last_activity = t if cart else None
                 elif e["type"] == "order" and e["action"] == "placed":
-                    cart.clear()
-                    last_activity = None
+                    bought = [ln for ln in e["lines"] if cart[ln["product_id"]] > 0]
+                    for line in bought:
+                        cart[line["product_id"]] -= line["quantity"]
+                    cart = +cart
+                    if bought:  # an order that bought nothing from the cart leaves it as it was
+                        last_activity = t if cart else None
             if cart and last_activity is not None:
-                found[(person, rfc3339_ms(last_activity + CART_DELAY))] += 1
+                found.append((person, last_activity + CART_DELAY, frozenset(cart)))
         return found
 
+    def cart_abandonments(self) -> Counter[tuple[str, str]]:
+        """(person, due) of every abandoned cart."""
+        return Counter((person, rfc3339_ms(due)) for person, due, _ in self.abandoned_carts())
+
     def recovered(self) -> set[str]:
-        """Persons who placed an order within the window after a cart abandonment."""
+        """Persons who, within the window after a cart abandonment, ordered one of its products."""
         persons = set()
-        for person, due in self.cart_abandonments():
-            at = epoch(due.replace("Z", "+00:00"))
+        for person, at, products in self.abandoned_carts():
             for e in self.by_person[person]:
                 placed = e["type"] == "order" and e["action"] == "placed"
-                if placed and at <= epoch(e["occurred_at"]) <= at + RECOVERY_WINDOW:
+                if (
+                    placed
+                    and at <= epoch(e["occurred_at"]) <= at + RECOVERY_WINDOW
+                    and products & {ln["product_id"] for ln in e["lines"]}
+                ):
                     persons.add(person)
         return persons
 
@@ -273,7 +289,8 @@ def test_process_exits_zero_and_every_record_is_valid(
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert records
     for record in records:
-        validator_for(record["type"])(record)  # raises on a schema violation
+        # each record against the schema version it declares (abandonment_recovered is 1-0-1)
+        validator_for(record["type"], record["version"])(record)  # raises on a violation
     by_id: dict[tuple[str, str], set[bytes]] = defaultdict(set)
     for record in records:
         by_id[(record["type"], record["id"])].add(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))

@@ -349,10 +349,10 @@ def test_malformed_messages_are_irrelevant(key: str, message: Any, reason: str |
 
 def test_opaque_slots_survive_round_trips() -> None:
     state, _ = apply(None, view(T0), T0, CFG, key="a:x")
-    state.abandonment = AbandonmentState(cart_ref="e1")
+    state.abandonment = AbandonmentState(ended_sids=["s1"])
     state.recommend["seen"] = ["p1"]
     back = CustomerState.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
-    assert back.abandonment is not None and back.abandonment.cart_ref == "e1"
+    assert back.abandonment is not None and back.abandonment.ended_sids == ["s1"]
     assert back.recommend == {"seen": ["p1"]}
     assert back == state
 

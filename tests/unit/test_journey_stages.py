@@ -178,6 +178,17 @@ EXPECTED_TABLE = {
     ("seed", "order_placed"): "purchase",
     ("purchase", "order_placed"): "repurchase",
     ("repurchase", "order_placed"): "repurchase",
+    # One ID merge: the merged history reached a stage; the further stage wins
+    (None, "merged_touch"): "touch",
+    (None, "merged_seed"): "seed",
+    (None, "merged_purchase"): "purchase",
+    (None, "merged_repurchase"): "repurchase",
+    ("touch", "merged_seed"): "seed",
+    ("touch", "merged_purchase"): "purchase",
+    ("touch", "merged_repurchase"): "repurchase",
+    ("seed", "merged_purchase"): "purchase",
+    ("seed", "merged_repurchase"): "repurchase",
+    ("purchase", "merged_repurchase"): "repurchase",
 }
 
 STAGE_ROWS = [None, "touch", "seed", "purchase", "repurchase"]
@@ -212,12 +223,39 @@ WALK = [
 ]
 
 
+MERGE_COLS = ["merged_touch", "merged_seed", "merged_purchase", "merged_repurchase"]
+# a merge never moves a stage backwards: (stage, merge trigger) -> stage, written out
+MERGE_WALK = [
+    (None, "merged_touch", "touch"),
+    (None, "merged_seed", "seed"),
+    (None, "merged_purchase", "purchase"),
+    (None, "merged_repurchase", "repurchase"),
+    ("touch", "merged_touch", "touch"),
+    ("touch", "merged_seed", "seed"),
+    ("touch", "merged_purchase", "purchase"),
+    ("touch", "merged_repurchase", "repurchase"),
+    ("seed", "merged_touch", "seed"),
+    ("seed", "merged_seed", "seed"),
+    ("seed", "merged_purchase", "purchase"),
+    ("seed", "merged_repurchase", "repurchase"),
+    ("purchase", "merged_touch", "purchase"),
+    ("purchase", "merged_seed", "purchase"),
+    ("purchase", "merged_purchase", "purchase"),
+    ("purchase", "merged_repurchase", "repurchase"),
+    ("repurchase", "merged_touch", "repurchase"),
+    ("repurchase", "merged_seed", "repurchase"),
+    ("repurchase", "merged_purchase", "repurchase"),
+    ("repurchase", "merged_repurchase", "repurchase"),
+]
+
+
 def test_the_table_is_the_declared_journey() -> None:
     assert TRANSITIONS == EXPECTED_TABLE
     assert len(WALK) == len(STAGE_ROWS) * len(TRIGGER_COLS)
+    assert len(MERGE_WALK) == len(STAGE_ROWS) * len(MERGE_COLS)
 
 
-@pytest.mark.parametrize(("stage", "trigger", "expected"), WALK)
+@pytest.mark.parametrize(("stage", "trigger", "expected"), WALK + MERGE_WALK)
 def test_table_step(stage: str | None, trigger: str, expected: str | None) -> None:
     assert next_stage(stage, trigger) == expected
 
@@ -486,7 +524,10 @@ def test_profile_counters_and_lists() -> None:
         ("c", ["hats", 40.0, T0 + 20]),
         ("a", ["shoes", 80.0, T0 + 30]),
     ]
-    assert j.cart == {"c": [3, 40.0, "hats", T0 + 55], "a": [1, 80.0, "shoes", T0 + 56]}
+    assert j.cart.lines_dict() == {
+        "c": [3, 40.0, "hats", T0 + 55],
+        "a": [1, 80.0, "shoes", T0 + 56],
+    }
     assert (j.orders, j.total_spend, j.last_order_at) == (1, 150.0, T0 + 60)
     assert list(j.recent_orders) == ["O1"]
     assert j.recent_purchases == {"b": T0 + 60, "d": T0 + 60}
@@ -662,10 +703,10 @@ def test_late_cart_add_does_not_seed_and_older_cart_change_is_ignored() -> None:
     k, outs = run([view(T0 + 100), view(T0 + 200)])
     k, outs = run([cart(T0 + 150, pid="z")], k)
     assert k.stage == "touch"
-    assert k.cart == {"z": [1, 10.0, None, T0 + 150]}
+    assert k.cart.lines_dict() == {"z": [1, 10.0, None, T0 + 150]}
     assert signals(outs, "out_of_order") != []
     j, _ = run([cart(T0 + 150, pid="a", qty=0, action="set_quantity")], j)
-    assert j.cart == {"a": [2, 10.0, None, T0 + 200]}
+    assert j.cart.lines_dict() == {"a": [2, 10.0, None, T0 + 200]}
 
 
 def test_late_order_is_still_a_purchase() -> None:
