@@ -339,6 +339,67 @@ def lose_local_state(d: Any, rng: random.Random) -> Fault:
     return Fault("2 workers; worker 1 SIGKILLed, its RocksDB directory deleted, restarted")
 
 
+def kill_both(d: Any, rng: random.Random) -> Fault:
+    """SIGKILL both workers at once mid-stream, then restart both on their local state."""
+    time.sleep(rng.uniform(1.0, 4.0))
+    first, second = d.workers[0], d.workers[1]
+    first.kill()
+    second.kill()
+    down = rng.uniform(0.0, 1.0)
+    time.sleep(down)
+    d.start_worker(index=0)
+    d.start_worker(index=1)
+    return Fault(
+        "2 workers; both SIGKILLed at once mid-stream, restarted on their local state",
+        {"seconds both were down before the restart": f"{down:.1f}"},
+    )
+
+
+RESTORE_STARTED = "Restoring state from changelog topics"
+RESTORE_DONE = ("Done reading from changelog topics", "Recovery complete", "Worker ready")
+
+
+def kill_during_restore(d: Any, rng: random.Random) -> Fault:
+    """SIGKILL worker 1 and delete its state; restart it and SIGKILL it while it restores from
+    the changelog; delete its state again and restart it for good.
+
+    Worker 1 stays down for a few seconds first so that worker 0 takes its partitions and writes
+    their changelog on: the restore has more to read. The kill is sent as soon as the restarted
+    worker logs that its restore started (plus up to 0.3 s). Whether the restore had finished by
+    then is read from its log; the run fails when no kill hit a restore (3 attempts).
+    """
+    time.sleep(rng.uniform(1.0, 3.0))
+    victim = d.workers[1]
+    victim.kill()
+    shutil.rmtree(victim.settings.data_dir, ignore_errors=True)
+    time.sleep(rng.uniform(3.0, 5.0))
+    hits, attempts = 0, 0
+    while attempts < 3 and not hits:
+        attempts += 1
+        log = victim.log_path
+        start = log.stat().st_size if log.exists() else 0
+        victim = start_unready(d, 1)
+        text = wait_for_log(victim, start, RESTORE_STARTED, timeout=60)
+        if text is None:
+            break
+        time.sleep(rng.uniform(0.0, 0.3))
+        victim.kill()
+        after = log.read_bytes()[start:].decode(errors="replace")
+        restore = after[after.find(RESTORE_STARTED) :]
+        if not any(done in restore for done in RESTORE_DONE):
+            hits += 1
+        shutil.rmtree(victim.settings.data_dir, ignore_errors=True)
+    d.start_worker(index=1)
+    fault = Fault(
+        "2 workers; worker 1 SIGKILLed, its state deleted; restarted and SIGKILLed during its "
+        "restore from the changelog; its state deleted again; restarted",
+        {"kills during a restore (attempts)": f"{hits} ({attempts})"},
+    )
+    if not hits:
+        fault.problems.append(f"no kill hit a restore in {attempts} attempts")
+    return fault
+
+
 def start_unready(d: Any, index: int) -> Any:
     """`Deployment.start_worker` without waiting until the worker is ready."""
     from streams.broker import free_port
@@ -352,11 +413,26 @@ def start_unready(d: Any, index: int) -> Any:
     return worker
 
 
+def wait_for_log(worker: Any, start: int, needle: str, timeout: float) -> str | None:
+    """The worker's log from byte `start` once it contains `needle` (None: exited or timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = worker.log_path.read_bytes()[start:].decode(errors="replace")
+        if needle in text:
+            return text
+        if not worker.alive():
+            return None
+        time.sleep(0.02)
+    return None
+
+
 SCENARIOS: dict[str, Callable[[Any, random.Random], Fault]] = {
     "No fault": no_fault,
     "Kill and restart": kill_three_times,
     "Rebalance": add_and_remove_workers,
     "Local state loss": lose_local_state,
+    "Kill both workers": kill_both,
+    "Kill during restore": kill_during_restore,
 }
 
 
