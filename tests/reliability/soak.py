@@ -202,7 +202,9 @@ def write_report(
         "over the runs (customers compared: customers x runs).\n"
         "A run passes when every customer's whole state equals the reference and the\n"
         "abandonment and recommendation ids equal the reference sets (`scenarios.py`).\n"
-        "Fault timings change from run to run (seed 1000 + run).\n\n"
+        "Fault timings change from run to run (seed 1000 + run). `No fault` is the control:\n"
+        "what differs there is not caused by a fault. Each scenario's own section above holds\n"
+        "the figures of its last run.\n\n"
         f"{text}\nFailed runs:\n\n{failures}",
     )
 

@@ -239,10 +239,10 @@ def write_report(figures: dict[str, Any]) -> None:
         "postgres and file storage are not compiled in), so the test serves S3 on loopback with\n"
         "moto (`EmbeddedBroker(storage=..., env=s3_env(url))`). Records, topics and committed\n"
         "offsets survive the crash: the worker, never restarted, reconnects, resumes from its\n"
-        "committed offsets and processes the events produced after the restart; whole customer\n"
-        "states equal the reference (`tests/reliability/reference.py`) and the abandonment and\n"
-        "recommendation ids equal the reference sets. A chunk whose produce failed\n"
-        "during the outage is sent again; those duplicates are dropped by the `event_id` dedupe.\n"
+        "committed offsets and processes the events produced after the restart. Whole customer\n"
+        "states must equal the reference (`tests/reliability/reference.py`) and the abandonment\n"
+        "and recommendation ids the reference sets (see the result row). A chunk whose produce\n"
+        "failed during the outage is sent again; the `event_id` dedupe drops those duplicates.\n"
         "One broker only: with production Kafka, replication (min.insync.replicas, acks=all)\n"
         "keeps the log available while a broker is down; here the outage is seen by clients.\n",
     )
