@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 
 from tests.reliability.conftest import SOAK_ENV
-from tests.reliability.report import write_section
+from tests.reliability.report import NO_REPORT_ENV, write_section
 from tests.reliability.scenarios import EVENTS, RESULTS_ENV, SCENARIOS, SEED_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,11 +56,18 @@ class Tally:
     failures: list[str] = field(default_factory=list)
 
 
-def run_test(test: str, seed: int, results: Path) -> tuple[bool, list[dict[str, Any]], str]:
-    """One pytest run of `test`: passed, the figures it recorded, the tail of its output."""
+def run_test(
+    test: str, seed: int, results: Path, basetemp: Path
+) -> tuple[bool, list[dict[str, Any]], str]:
+    """One pytest run of `test`: passed, the figures it recorded, the tail of its output.
+
+    Its temporary files (worker logs, state) go to `basetemp`, removed when it passed, kept
+    for a look when it failed (pytest's own basetemp rotation would delete them).
+    """
     start = results.stat().st_size if results.exists() else 0
     env = {**os.environ, SOAK_ENV: "1", SEED_ENV: str(seed), RESULTS_ENV: str(results)}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", test]
+    cmd += ["--basetemp", str(basetemp)]
     try:
         proc = subprocess.run(
             cmd, cwd=REPO, env=env, capture_output=True, timeout=RUN_TIMEOUT, check=False
@@ -70,6 +78,8 @@ def run_test(test: str, seed: int, results: Path) -> tuple[bool, list[dict[str, 
     except subprocess.TimeoutExpired:
         ok, tail = False, f"pytest did not finish in {RUN_TIMEOUT:.0f}s"
     lines = results.read_bytes()[start:].splitlines() if results.exists() else []
+    if ok:
+        shutil.rmtree(basetemp, ignore_errors=True)
     return ok, [orjson.loads(line) for line in lines], tail
 
 
@@ -155,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="runs of every scenario")
     parser.add_argument("--replays", type=int, default=5, help="runs of the 100k-event replay")
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
-    parser.add_argument("--no-report", action="store_true", help="leave RELIABILITY.md alone")
+    parser.add_argument(
+        "--no-report", action="store_true", help="leave RELIABILITY.md alone (tests included)"
+    )
     args = parser.parse_args(argv)
+    if args.no_report:
+        os.environ[NO_REPORT_ENV] = "0"  # the tests' own sections too (inherited by pytest)
     names = [*TESTS, *PROCESS]
     chosen = [n for n in names if not args.only or n in args.only]
     tallies = {n: Tally() for n in chosen}
@@ -175,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                 plan.append((i, name, RETAIL))
     for i, name, test in plan:
         t0 = time.time()
-        ok, figures, tail = run_test(test, seed=1000 + i, results=results)
+        slug = "".join(c if c.isalnum() else "-" for c in name.lower())
+        basetemp = results.parent / f"run-{i}-{slug}"
+        ok, figures, tail = run_test(test, 1000 + i, results, basetemp)
         line = add(tallies[name], ok, figures, tail, f"run {i} {name}")
+        if not ok:
+            line += f"; logs in {basetemp}"
         print(f"[{time.time() - started:6.0f}s] {line} ({time.time() - t0:.0f}s)", flush=True)
     text = table({n: t for n, t in tallies.items() if t.runs})
     failed = [f for t in tallies.values() for f in t.failures]
