@@ -14,10 +14,19 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.scenarios import PARTITIONS, SCENARIOS, run_scenario, suite_overrides
+from tests.reliability.scenarios import (
+    PARTITIONS,
+    SCENARIOS,
+    latest_changelog,
+    run_scenario,
+    suite_overrides,
+    workload,
+)
 from tests.reliability.scenarios import write_report as write_scenario_report
 
 pytestmark = [pytest.mark.broker, pytest.mark.reliability]
+# imported from here by tests/integration/test_late_events.py and bench/reorder_cost.py
+__all__ = ["latest_changelog", "workload"]
 # the scenarios `make test` runs once (about a minute each on 2 cores); the control run and the
 # kill during a restore (up to three restarts) run in `make soak` only (see soak.py)
 IN_MAKE_TEST = ("Kill and restart", "Rebalance", "Local state loss", "Kill both workers")
