@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint format typecheck bench million hitrate venv browser clean
+.PHONY: demo test unit lint format typecheck bench million hitrate venv browser clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { echo "installing Debian's chromium for the dashboard test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# the reliability scenarios RUNS times (default 10) and the process replays: figures per
+# scenario, the "Soak" section of RELIABILITY.md; exit status 1 when any run failed
+RUNS ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak --runs $(RUNS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.process import produce, wait_committed
+from streams.applied import wait_applied
+from streams.process import produce
 
 pytestmark = pytest.mark.broker
 TOKEN = "route-walk-token"
@@ -153,7 +154,7 @@ def test_profiles_are_routed_between_workers_with_the_token_and_router_endpoints
         for c in customers
     ]
     last = asyncio.run(produce(d.bootstrap, d.names, events))
-    asyncio.run(wait_committed(d.bootstrap, d.settings.app_id, last, 60))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 60))
 
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     # each worker holds only its own partitions' customers (the table is not replicated)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+NO_REPORT_ENV = "JOURNEYSTREAM_REPORT"
 REPORT = Path(__file__).resolve().parents[2] / "RELIABILITY.md"
 HEADER = (
     "# Reliability\n\n"
@@ -13,7 +15,10 @@ HEADER = (
 
 
 def write_section(title: str, body: str) -> None:
-    """Replace (or add) the section `## title` of RELIABILITY.md."""
+    """Replace (or add) the section `## title` of RELIABILITY.md (not with JOURNEYSTREAM_REPORT=0,
+    which `soak.py --no-report` sets)."""
+    if os.environ.get(NO_REPORT_ENV) == "0":
+        return
     text = REPORT.read_text() if REPORT.exists() else HEADER
     if not text.startswith("# Reliability"):
         text = HEADER

@@ -23,8 +23,9 @@ from journey.config import JourneyConfig
 from streams import topics
 from streams.applied import wait_applied
 from streams.process import read_topics, wire_key
+from tests.reliability.reference import journey_reference
 from tests.reliability.report import write_section
-from tests.reliability.test_kill_restart import latest_changelog, reference
+from tests.reliability.scenarios import latest_changelog
 
 pytestmark = [pytest.mark.broker, pytest.mark.reliability]
 BAD = 10_000
@@ -138,7 +139,7 @@ def test_ten_thousand_malformed_messages_all_dead_lettered(deployment: Any) -> N
     for key in ("DROP TABLE", "<script>"):
         assert key not in log  # payloads are never logged
 
-    expected_journeys, _ = reference(valid, JourneyConfig())
+    expected_journeys, _ = journey_reference(valid, JourneyConfig())
     latest = asyncio.run(latest_changelog(d.bootstrap, f"{d.settings.app_id}-customers-changelog"))
     actual = {k: v["journey"] for k, v in latest.items() if v.get("journey")}
     assert actual == expected_journeys

@@ -4,8 +4,9 @@ The embedded Tansu broker runs on S3 storage served on loopback by moto's S3 ser
 memory storage loses everything on restart, and this Tansu build has no other durable engine).
 A driver produces known events while the broker is SIGKILLed and restarted on the same port and
 the same bucket. The one worker process is never restarted: it must reconnect by itself and
-process the events produced after the restart. Journeys (latest changelog value per key) must
-equal the single-process reference for every customer, and abandonment ids the reference set.
+process the events produced after the restart. Every customer's whole state (latest changelog
+value per key) must equal the single-process reference (`reference.py`), and the abandonment and
+recommendation ids the reference sets.
 """
 
 from __future__ import annotations
@@ -17,24 +18,28 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from journey.config import JourneyConfig
 from streams import topics
 from streams.broker import EmbeddedBroker, die_with_parent, free_port, s3_env, wait_for_port
 from streams.process import _drain, committed, produce
-from streams.recovery import confirmed_ends
 from tests.conftest import Deployment
+from tests.reliability.reference import reference
 from tests.reliability.report import write_section
-from tests.reliability.test_kill_restart import PARTITIONS, latest_changelog, reference, workload
+from tests.reliability.scenarios import (
+    PARTITIONS,
+    Run,
+    record,
+    suite_overrides,
+    verify,
+    workload,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.reliability]
 EVENTS = 12_000
@@ -96,28 +101,6 @@ def port_closed(port: int) -> bool:
         return True
 
 
-async def read_all(bootstrap: str, topic: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every (key, value) of a topic, read up to its confirmed end (with a slow-store timeout)."""
-    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    ends = await confirmed_ends(bootstrap, tps, timeout=CONFIRM_TIMEOUT)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    records: list[tuple[str, dict[str, Any]]] = []
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            for msgs in batch.values():
-                records.extend(
-                    ((m.key or b"").decode(), orjson.loads(m.value) if m.value else {})
-                    for m in msgs
-                )
-    finally:
-        await consumer.stop()
-    return records
-
-
 def drain(d: Deployment, produced: dict[TopicPartition, int]) -> None:
     """streams.process._drain, tried again when an end could not be confirmed in time."""
     for attempt in range(3):
@@ -130,7 +113,7 @@ def drain(d: Deployment, produced: dict[TopicPartition, int]) -> None:
 
 
 def test_worker_continues_after_broker_restart(s3_broker: EmbeddedBroker, tmp_path: Path) -> None:
-    d = Deployment(s3_broker, tmp_path, PARTITIONS, clock="event")
+    d = Deployment(s3_broker, tmp_path, PARTITIONS, **suite_overrides(tmp_path))
     d.create_topics()
     try:
         run_scenario(d, s3_broker)
@@ -198,24 +181,25 @@ def run_scenario(d: Deployment, broker: EmbeddedBroker) -> None:
     elapsed = time.time() - started
 
     lost_connection = worker.log_path.read_text(errors="replace").count("Connect call failed")
-    expected_journeys, expected_ids = reference(events, JourneyConfig())
-    changelog = f"{d.settings.app_id}-customers-changelog"
-    latest = asyncio.run(latest_changelog(d.bootstrap, changelog, PARTITIONS, CONFIRM_TIMEOUT))
-    actual_journeys = {k: v["journey"] for k, v in latest.items() if v.get("journey")}
-    mismatched = [k for k in expected_journeys if actual_journeys.get(k) != expected_journeys[k]]
-    outputs = [v for _, v in asyncio.run(read_all(d.bootstrap, d.names(topics.ABANDONMENT)))]
-    ids = Counter(r["id"] for r in outputs if r["type"].endswith("_abandoned"))
-    by_id: dict[str, set[bytes]] = defaultdict(set)
-    for r in outputs:
-        by_id[r["id"]].add(orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
+    v = verify(d, reference(events, d.settings), confirm_timeout=CONFIRM_TIMEOUT)
+    problems = []
+    if not (worker.alive() and len(d.workers) == 1):
+        problems.append("the worker did not survive (the same process must reconnect)")
+    if lost_connection == 0:
+        problems.append("the worker never noticed the broker was down")
+    if sent_after_restart == 0:
+        problems.append("no events were produced after the restart")
+    what = (
+        f"1 worker; the broker SIGKILLed after {RESTART_AFTER_CHUNKS} of {len(chunks)} "
+        "chunks and restarted on the same port and S3 bucket; the worker was not restarted"
+    )
+    run = Run("Broker restart", what, len(events), elapsed, v, problems=problems)
+    record(run)
     figures = {
-        "what happened": (
-            f"1 worker; the broker SIGKILLed after {RESTART_AFTER_CHUNKS} of {len(chunks)} "
-            "chunks and restarted on the same port and S3 bucket; the worker was not restarted"
-        ),
+        "what happened": what,
         "storage": "Tansu `s3://` on moto's S3 server (loopback)",
         "events": len(events),
-        "customers": len(expected_journeys),
+        "customers compared (whole state)": v.customers,
         "partitions": PARTITIONS,
         "seconds the broker was down (kill to listening)": f"{down:.1f}",
         "driver produce attempts that failed and were retried": retries,
@@ -226,19 +210,22 @@ def run_scenario(d: Deployment, broker: EmbeddedBroker) -> None:
         "seconds, produce to drained": f"{elapsed:.1f}",
         "worker processes started": len(d.workers),
         "worker log lines reporting a refused connection": lost_connection,
-        "customers whose journey differs from the reference": len(mismatched),
-        "abandonment ids (reference)": f"{len(ids)} ({len(expected_ids)})",
-        "duplicate abandonment records (same id, identical)": sum(n - 1 for n in ids.values()),
+        "customers whose state differs from the reference": len(v.differing),
+        "customers missing / unexpected": f"{len(v.missing_keys)} / {len(v.extra_keys)}",
+        "abandonment ids: reference, missing, extra": (
+            f"{v.abandonment.expected}, {len(v.abandonment.missing)}, {len(v.abandonment.extra)}"
+        ),
+        "recommendation ids: reference, missing, extra": (
+            f"{v.recommendation.expected}, {len(v.recommendation.missing)}, "
+            f"{len(v.recommendation.extra)}"
+        ),
+        "duplicate records (same id, identical)": (
+            v.abandonment.duplicates + v.recommendation.duplicates
+        ),
+        "result": "passed" if run.ok else "FAILED: " + " | ".join(run.failures())[:600],
     }
     write_report(figures)
-
-    assert worker.alive() and len(d.workers) == 1  # the same process reconnected
-    assert lost_connection > 0, "the worker never noticed the broker was down"
-    assert sent_after_restart > 0, "no events were produced after the restart"
-    assert not mismatched, f"{len(mismatched)} customers differ, e.g. {mismatched[:3]}"
-    assert set(actual_journeys) == set(expected_journeys)
-    assert set(ids) == expected_ids  # at least once, nothing lost, nothing extra
-    assert all(len(v) == 1 for v in by_id.values())  # a repeated id is the identical record
+    assert run.ok, "\n".join(run.failures())
 
 
 def write_report(figures: dict[str, Any]) -> None:
@@ -252,9 +239,10 @@ def write_report(figures: dict[str, Any]) -> None:
         "postgres and file storage are not compiled in), so the test serves S3 on loopback with\n"
         "moto (`EmbeddedBroker(storage=..., env=s3_env(url))`). Records, topics and committed\n"
         "offsets survive the crash: the worker, never restarted, reconnects, resumes from its\n"
-        "committed offsets and processes the events produced after the restart; journeys equal\n"
-        "the reference and abandonment ids equal the reference set. A chunk whose produce failed\n"
-        "during the outage is sent again; those duplicates are dropped by the `event_id` dedupe.\n"
+        "committed offsets and processes the events produced after the restart. Whole customer\n"
+        "states must equal the reference (`tests/reliability/reference.py`) and the abandonment\n"
+        "and recommendation ids the reference sets (see the result row). A chunk whose produce\n"
+        "failed during the outage is sent again; the `event_id` dedupe drops those duplicates.\n"
         "One broker only: with production Kafka, replication (min.insync.replicas, acks=all)\n"
         "keeps the log available while a broker is down; here the outage is seen by clients.\n",
     )
