@@ -18,7 +18,8 @@ from journey.kpis import operations_view
 from journey.stages import SEGMENTS, CustomerJourney, profile
 from recommend.uplift import experiment_report
 from streams import metrics
-from streams.agents.customers import deadlines, input_channel, journey_config
+from streams.agents.customers import input_channel, journey_config
+from streams.agents.partitions import deadlines
 from streams.app import app, settings
 from streams.tables import customers as customer_table
 

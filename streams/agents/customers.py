@@ -11,14 +11,11 @@ been written but not its position.
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from faust.types import TP, EventT
+from faust.types import EventT
 
 from journey import customer as core
 from journey.abandonment import AbandonmentConfig
@@ -27,10 +24,18 @@ from journey.customer import CustomerState
 from recommend.triggers import react
 from schemas.records import PageView
 from streams import metrics, routing, topics
+from streams.agents.partitions import (
+    Work,
+    admit,
+    commit,
+    deadlines,
+    idle,
+    index_partition,
+    open_work,
+    read_gaps_again,
+)
 from streams.app import app, settings
 from streams.app import topics as names
-from streams.clock import Clock
-from streams.deadlines import DeadlineIndex
 from streams.messages import (
     FORGET,
     BadInput,
@@ -45,7 +50,6 @@ from streams.messages import (
 )
 from streams.tables import catalog as catalog_state
 from streams.tables import customers as table
-from streams.tables.state import PartitionLost, Position
 
 journey_config = JourneyConfig(
     session_gap_s=settings.session_gap_s,
@@ -60,7 +64,6 @@ journey_config = JourneyConfig(
         browse_min_products=settings.browse_min_products,
     ),
 )
-deadlines = DeadlineIndex(settings.clock)
 tier_of = catalog_state.price_tiers.tier_of
 recommender = catalog_state.recommender
 INTERNAL = names(topics.INTERNAL)
@@ -76,8 +79,6 @@ input_channel = app.topic(
     acks=False,  # progress is the position stored with the state, not Faust's acks
 )
 table.inputs.inputs = frozenset(input_channel.topics)
-idle = asyncio.Event()
-idle.set()
 
 
 @app.agent(input_channel, name="customers")
@@ -91,71 +92,6 @@ async def process_customers(stream: Any) -> None:
             await process_batch(batch)
         finally:
             idle.set()
-
-
-@dataclass
-class Work:
-    """What a batch changes in one partition: states to write once each, the new position."""
-
-    partition: int
-    token: bytes
-    offsets: dict[str, int]
-    clock: Clock
-    states: dict[bytes, CustomerState] = field(default_factory=dict)
-    deleted: set[bytes] = field(default_factory=set)
-    applied: int = 0
-
-    def state(self, key: bytes) -> CustomerState | None:
-        """The batch's copy of a state, else the stored one."""
-        if key in self.deleted:
-            return None
-        state = self.states.get(key)
-        return state if state is not None else table.load(self.partition, key)
-
-    def put(self, key: bytes, state: CustomerState) -> None:
-        """Keep a changed state for the end-of-batch write."""
-        self.states[key] = state
-        self.deleted.discard(key)
-        deadlines.track(self.partition, key, state)
-
-    def delete(self, key: bytes) -> None:
-        """Erase a key at the end of the batch (a tombstone in the changelog)."""
-        self.states.pop(key, None)
-        self.deleted.add(key)
-        deadlines.due_of.pop(key, None)
-
-
-def open_work(partition: int) -> Work | None:
-    """A partition's batch context, or None while it is not ready (being restored)."""
-    cursor = table.cursors.get(partition)
-    token = table.store.token(partition)
-    if cursor is None or token is None:
-        return None
-    clock = copy.copy(deadlines.clock(partition))
-    return Work(partition, token, dict(cursor.offsets), clock)
-
-
-gaps: dict[TP, tuple[int, float, int]] = {}  # tp -> (expected offset, last seek, seeks)
-
-
-def admit(work: Work, topic: str, offset: int) -> bool:
-    """True if the record is the partition's next one; skip re-deliveries and gaps."""
-    expected = work.offsets.get(topic)
-    if expected is None:
-        metrics.labelled(metrics.INPUT_SKIPS, "not_ready").inc()
-        return False
-    if offset < expected:
-        metrics.labelled(metrics.INPUT_SKIPS, "already_applied").inc()
-        return False
-    if offset > expected:
-        metrics.labelled(metrics.INPUT_SKIPS, "gap").inc()
-        tp = TP(topic, work.partition)
-        if tp not in gaps or gaps[tp][0] != expected:
-            gaps[tp] = (expected, 0.0, 0)
-        return False
-    work.offsets[topic] = offset + 1
-    work.applied += 1
-    return True
 
 
 async def process_batch(events: list[EventT]) -> None:
@@ -303,94 +239,6 @@ def fire_at_time(
     return state, outputs
 
 
-async def commit(work: Work) -> None:
-    """Write a partition's states and position; then the batch's progress is this worker's."""
-    writes: dict[bytes, bytes | None] = {
-        key: orjson.dumps(state.to_dict()) for key, state in work.states.items()
-    }
-    writes.update(dict.fromkeys(work.deleted))
-    position = Position(dict(work.offsets), work.clock.event_time)
-    try:
-        await table.store.commit(work.partition, work.token, writes, position)
-    except PartitionLost:
-        table.cursors.pop(work.partition, None)
-        app.log.warning("partition %d was claimed by another worker: stopped", work.partition)
-        return
-    cursor = table.cursors.get(work.partition)
-    if cursor is not None:
-        cursor.offsets = dict(work.offsets)
-        cursor.event_time = work.clock.event_time
-        deadlines.clocks[work.partition] = work.clock
-
-
-async def read_gaps_again() -> None:
-    """Seek partitions with a gap back to their position (again after a second, if needed)."""
-    now = time.monotonic()
-    for tp, (expected, last, seeks) in list(gaps.items()):
-        cursor = table.cursors.get(tp.partition)
-        if cursor is None or cursor.offsets.get(tp.topic, expected) != expected:
-            del gaps[tp]  # revoked, or the records arrived
-            continue
-        if now - last < 1.0:
-            continue
-        if seeks >= 5 and await accept_gap(tp, expected, cursor):
-            del gaps[tp]
-            continue
-        gaps[tp] = (expected, now, seeks + 1)
-        log = app.log.info if seeks == 0 else app.log.warning
-        log(
-            "%s[%d]: records after %d arrived first: reading from it",
-            tp.topic,
-            tp.partition,
-            expected,
-        )
-        try:
-            await app.consumer.seek(tp, expected)
-        except Exception as exc:  # no longer assigned, or stopping
-            app.log.warning("cannot seek %s[%d]: %s", tp.topic, tp.partition, exc)
-
-
-async def accept_gap(tp: TP, expected: int, cursor: table.Cursor) -> bool:
-    """Skip offsets the broker no longer holds (retention): counted, logged, never silent."""
-    earliest = (await app.consumer.earliest_offsets(tp)).get(tp)
-    if earliest is None or earliest <= expected:
-        return False
-    app.log.error(
-        "%s[%d]: offsets %d..%d are gone from the broker: skipped",
-        tp.topic,
-        tp.partition,
-        expected,
-        earliest - 1,
-    )
-    metrics.INPUT_GAPS_ACCEPTED.inc(earliest - expected)
-    cursor.offsets[tp.topic] = earliest
-    return True
-
-
-def index_partition(partition: int) -> None:
-    """Rebuild a partition's deadline index from its stored states."""
-    deadlines.rebuild(partition, table.partition_items(partition))
-
-
-@table.customers.on_recover
-async def on_restored() -> None:
-    """Restore done: ready partitions get their cursor, deadline index and clock."""
-    for partition in table.on_restored(list(table.store.owners)):
-        index_partition(partition)
-        clock = deadlines.clocks[partition] = Clock(settings.clock)
-        clock.advance_to(table.cursors[partition].event_time)
-
-
-@app.on_partitions_revoked.connect
-async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-    """Let the batch in flight finish (it writes its position), then stop the partitions."""
-    try:
-        await asyncio.wait_for(idle.wait(), timeout=settings.rebalance_timeout_s / 2)
-    except TimeoutError:
-        app.log.warning("batch still running at revocation: its writes will be fenced")
-    table.on_revoked({tp.partition for tp in revoked})
-
-
 async def send_all(sends: list[routing.Send]) -> None:
     """Send every output and wait for the broker's acks (before the state write)."""
     if not sends:
@@ -401,32 +249,6 @@ async def send_all(sends: list[routing.Send]) -> None:
         fut = await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
         futures.append(fut)
     await asyncio.gather(*futures)
-
-
-@app.timer(settings.commit_interval_s)
-async def commit_positions() -> None:
-    """Commit the positions the changelog holds, for lag monitoring and tools.
-
-    Committed again every interval, changed or not: in the reliability runs the group's
-    committed offset was seen to stay behind the owner's applied position after a rebalance,
-    and nothing reads commits for correctness any more.
-    """
-    assigned = app.consumer.assignment()
-    offsets = {
-        tp: offset
-        for partition, position in list(table.store.acked_positions.items())
-        for topic, offset in position.offsets.items()
-        if (tp := TP(topic, partition)) in assigned
-    }
-    if offsets:
-        await app.consumer._commit_offsets(offsets)
-
-
-@app.timer(1.0)
-async def gap_timer() -> None:
-    """Seek gaps again also when no batch arrives (a seek lost to a rebalance or a stale fetch)."""
-    if gaps and not app.rebalancing and idle.is_set():
-        await read_gaps_again()
 
 
 @app.timer(settings.deadline_tick_s)

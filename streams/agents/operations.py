@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams import metrics, topics
-from streams.agents.customers import deadlines
+from streams.agents.partitions import deadlines
 from streams.app import app
 from streams.app import topics as names
 
