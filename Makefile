@@ -17,8 +17,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/journeystream demo
 
+# the soak-only scenarios (marker `soak`) are left to `make soak`
 test: $(STAMP) lint browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not soak"
 
 # the dashboard test drives Debian's chromium (headless); install it when missing (root, apt)
 browser:
