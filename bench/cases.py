@@ -474,7 +474,7 @@ BREAKDOWN = (
     ("decode + JSON Schema validation", "decode", "schemas/contracts.py"),
     ("customer state read (RocksDB get, orjson, from_dict)", "load", "streams/tables/customers.py"),
     ("pure journey core", "apply", "journey/customer.py"),
-    ("deadlines after each batch", "fire_partition", "streams/agents/customers.py"),
+    ("deadlines as the partition's time passes", "fire_due", "streams/agents/customers.py"),
     ("output records: build and route", "route_outputs", "streams/routing.py"),
     (
         "output records: send (up to the await of the acks)",
@@ -482,9 +482,9 @@ BREAKDOWN = (
         "streams/agents/customers.py",
     ),
     (
-        "customer state write (to_dict, orjson, table set)",
-        "store_batch",
-        "streams/tables/customers.py",
+        "customer state write (to_dict, orjson, changelog, RocksDB, position)",
+        "commit",
+        "streams/agents/partitions.py",
     ),
 )
 
