@@ -59,6 +59,7 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
     (faust_aiokafka.Consumer, "_commit_offsets"),
     (faust_aiokafka.Consumer, "_is_changelog_tp"),
     (faust_aiokafka.Consumer, "_seek"),
+    (faust_aiokafka.AIOKafkaConsumerThread, "call_thread"),
     (faust.App, "_new_transport"),
     (faust.Stream, "_channel_stop_iteration"),
     (faust.Table, "_new_store_by_url"),
@@ -68,7 +69,13 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
 ]
 # instance attributes (set in __init__, so checked on a started app by the compat test)
 PRIVATE_INSTANCE_NAMES = {
-    "consumer": ["_paused_partitions", "_buffered_partitions", "_committed_offset", "_thread"],
+    "consumer": [
+        "_paused_partitions",
+        "_buffered_partitions",
+        "_committed_offset",
+        "_thread",
+        "_read_offset",
+    ],
     "stream": ["_on_message_in", "_on_stream_event_in", "_on_stream_event_out", "_on_message_out"],
     "store": ["_dbs"],
     "consumer_thread": ["_consumer"],
@@ -187,6 +194,17 @@ class Consumer(faust_aiokafka.Consumer):
             except StopAsyncIteration:
                 item = None
 
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Seek on the consumer's own thread (aiokafka's seek is not thread-safe).
+
+        Faust calls aiokafka's `seek` from the app's thread while the consumer thread may be
+        draining fetched records; the fetcher then crashed with a KeyError on its records
+        (seen once in the "Kill both workers" scenario, with the agent's gap seeks).
+        """
+        thread = self._thread
+        await thread.call_thread(_seek_now, thread, partition, offset)
+        self._read_offset[partition] = offset if offset else None
+
     def pause_partitions(self, tps: Any) -> None:
         """Pause; a paused partition is no longer "buffered" (Faust delivers those)."""
         super().pause_partitions(tps)
@@ -255,6 +273,10 @@ class Consumer(faust_aiokafka.Consumer):
             **auth,
         )
         return {TP(tp.topic, tp.partition): end for tp, end in confirmed.items()}
+
+
+async def _seek_now(thread: Any, partition: TP, offset: int) -> None:
+    thread.seek(partition, offset)
 
 
 class Transport(faust_aiokafka.Transport):

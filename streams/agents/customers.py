@@ -176,6 +176,9 @@ def apply_input(
     state = work.state(key)
     event = message.event
     if event is not None and state is not None and event.event_id in state.seen:
+        # applied before a crash that lost the position: time moves as it did then
+        if message.late_check:
+            work.clock.observe(event.occurred_at)
         routing.route_outputs([{"type": "signal", "name": "duplicate"}], message.event_type, sends)
         return
     if event is not None and message.late_check:
