@@ -29,7 +29,6 @@ class DeadlineIndex:
         self.heaps: dict[int, list[tuple[float, bytes]]] = defaultdict(list)
         self.due_of: dict[bytes, float] = {}
         self.clocks: dict[int, Clock] = {}
-        self.built: set[int] = set()
         self.ticking: set[int] = set()
 
     def clock(self, partition: int) -> Clock:
@@ -82,7 +81,6 @@ class DeadlineIndex:
             self.due_of.pop(key, None)
             self.track(partition, key, state)
             found += len(self.heaps[partition]) - before
-        self.built.add(partition)
         return found
 
     def forget(self, partitions: set[int]) -> None:
@@ -90,5 +88,4 @@ class DeadlineIndex:
         for p in partitions:
             for _, key in self.heaps.pop(p, []):
                 self.due_of.pop(key, None)
-            self.built.discard(p)
             self.ticking.discard(p)

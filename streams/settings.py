@@ -8,6 +8,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from journey.abandonment import AbandonmentConfig
+from journey.config import JourneyConfig
+
 ENV_PREFIX = "JOURNEYSTREAM_"
 
 
@@ -128,6 +131,23 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """These settings as JOURNEYSTREAM_* variables (to start a worker process)."""
         return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+    def journey_config(self) -> JourneyConfig:
+        """The pure cores' configuration from these settings (the agent and the references)."""
+        settings = self
+        return JourneyConfig(
+            session_gap_s=settings.session_gap_s,
+            seed_category_views=settings.seed_category_views,
+            lapsed_after_s=settings.lapsed_after_s,
+            anonymous_id_cap=settings.anonymous_id_cap,
+            dedupe_window_s=settings.dedupe_window_s,
+            reorder_window_s=settings.reorder_window_s,
+            abandonment=AbandonmentConfig(
+                cart_delay_s=settings.cart_abandon_delay_s,
+                session_gap_s=settings.session_gap_s,
+                browse_min_products=settings.browse_min_products,
+            ),
+        )
 
     @property
     def bootstrap_servers(self) -> str:

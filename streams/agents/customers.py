@@ -18,8 +18,6 @@ from typing import Any
 from faust.types import EventT
 
 from journey import customer as core
-from journey.abandonment import AbandonmentConfig
-from journey.config import JourneyConfig
 from journey.customer import CustomerState
 from recommend.triggers import react
 from schemas.records import PageView
@@ -51,19 +49,7 @@ from streams.messages import (
 from streams.tables import catalog as catalog_state
 from streams.tables import customers as table
 
-journey_config = JourneyConfig(
-    session_gap_s=settings.session_gap_s,
-    seed_category_views=settings.seed_category_views,
-    lapsed_after_s=settings.lapsed_after_s,
-    anonymous_id_cap=settings.anonymous_id_cap,
-    dedupe_window_s=settings.dedupe_window_s,
-    reorder_window_s=settings.reorder_window_s,
-    abandonment=AbandonmentConfig(
-        cart_delay_s=settings.cart_abandon_delay_s,
-        session_gap_s=settings.session_gap_s,
-        browse_min_products=settings.browse_min_products,
-    ),
-)
+journey_config = settings.journey_config()
 tier_of = catalog_state.price_tiers.tier_of
 recommender = catalog_state.recommender
 INTERNAL = names(topics.INTERNAL)

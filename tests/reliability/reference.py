@@ -35,7 +35,6 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from journey import customer as core
-from journey.abandonment import AbandonmentConfig
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
 from recommend.rules import load_rules
@@ -59,19 +58,7 @@ ID_TOPICS = {
 
 def journey_config(settings: Settings) -> JourneyConfig:
     """The agent's `journey_config`, built from the worker's settings the same way."""
-    return JourneyConfig(
-        session_gap_s=settings.session_gap_s,
-        seed_category_views=settings.seed_category_views,
-        lapsed_after_s=settings.lapsed_after_s,
-        anonymous_id_cap=settings.anonymous_id_cap,
-        dedupe_window_s=settings.dedupe_window_s,
-        reorder_window_s=settings.reorder_window_s,
-        abandonment=AbandonmentConfig(
-            cart_delay_s=settings.cart_abandon_delay_s,
-            session_gap_s=settings.session_gap_s,
-            browse_min_products=settings.browse_min_products,
-        ),
-    )
+    return settings.journey_config()
 
 
 def partition_of(key: bytes, partitions: int) -> int:
