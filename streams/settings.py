@@ -50,7 +50,7 @@ class Settings:
     producer_linger_ms: int = 10
     producer_max_batch_bytes: int = 1_048_576
     commit_interval_s: float = 1.0
-    batch_max_events: int = 2000
+    batch_max_events: int = 5000
     batch_within_s: float = 0.0
     # RocksDB memory per partition database (Faust's defaults: 64 MiB x 3 write buffers and a
     # 2 GiB block cache per partition, which let RSS grow with the volume of state written)
