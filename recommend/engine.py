@@ -24,6 +24,10 @@ takes one output record of the journey/abandonment cores and returns the (mutate
   `replenishment` recommendation of products due again (just-bought filter off).
 Any other trigger yields nothing.
 
+Every decision carries its experiment `arm` (`arm_of(strategy)`, default treatment). A held-out
+decision is built like a sent one and marked `delivered: False`: its guardrails are checked
+(read-only), but it spends no discount budget and is not logged against the customer's
+frequency caps and cooldowns, which count real messages only.
 Guardrail suppressions yield `{"type": "signal", "name": "recommendation_suppressed",
 "strategy", "reason"}` (reasons in `recommend.guardrails`). Ids: sha1 of
 `customer_key|strategy|trigger id`, hex[:20]; a trigger whose id is already in the sent log (a
@@ -34,6 +38,7 @@ re-delivery) is re-emitted identically without being counted again against caps 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +47,7 @@ from journey.stages import CustomerJourney, format_time
 from recommend import guardrails as g
 from recommend.catalog import Catalog
 from recommend.copurchase import CoPurchase
+from recommend.experiments import HOLDOUT, TREATMENT
 from recommend.rules import (
     COMPLEMENTS,
     DISCOUNT,
@@ -101,6 +107,7 @@ class _Ctx:
     trigger_time: float
     store_id: str | None
     out: list[Output]
+    arm_of: Callable[[str], str]
 
 
 def decide(
@@ -114,6 +121,7 @@ def decide(
     *,
     customer_key: str,
     budget: g.Budget,
+    arm_of: Callable[[str], str] | None = None,
 ) -> tuple[dict[str, Any], list[Output]]:
     """Recommendations / discount triggers / suppression signals for one trigger record."""
     state = g.normalize_state(rec_state)
@@ -140,6 +148,7 @@ def decide(
         trigger_time=t,
         store_id=state.get("store_id"),
         out=[],
+        arm_of=arm_of or _treated,
     )
     if ttype == "journey_transition":
         if trigger.get("kind") == "purchase":
@@ -262,6 +271,7 @@ def _recommend(
         ctx.out.append(_suppressed(strategy, why))
         return
     repeat = g.already_sent(ctx.state, rid)
+    arm = ctx.arm_of(strategy)
     if not repeat:
         blocked = g.check_caps(ctx.state, strategy, ctx.now, ctx.rules)
         if blocked is not None:
@@ -277,10 +287,10 @@ def _recommend(
             if item["price"] is not None:
                 entry["price"] = item["price"]
         items.append(entry)
-    rec = _header(ctx, RECOMMENDATION, rid, strategy)
+    rec = _header(ctx, RECOMMENDATION, rid, strategy, arm)
     rec.update(category=category, items=items, store=_store(ctx), reason=reason)
     ctx.out.append(rec)
-    if not repeat:
+    if not repeat and arm != HOLDOUT:
         g.record_sent(ctx.state, ctx.now, strategy, RECOMMENDATION, rid, ctx.rules)
 
 
@@ -291,12 +301,17 @@ def _discount(ctx: _Ctx, target: DiscountTarget | None) -> None:
         return
     rid = record_id(ctx.customer_key, strategy, ctx.trigger_id)
     repeat = g.already_sent(ctx.state, rid)
+    arm = ctx.arm_of(strategy)
     if not repeat:
         blocked = g.check_caps(ctx.state, strategy, ctx.now, ctx.rules) or (
             g.check_discount_cooldown(ctx.state, ctx.now, ctx.rules)
         )
-        if blocked is None and not ctx.budget.spend(
-            ctx.store_id, ctx.now, ctx.rules.discount.daily_budget_per_store
+        if (
+            blocked is None
+            and arm != HOLDOUT
+            and not ctx.budget.spend(
+                ctx.store_id, ctx.now, ctx.rules.discount.daily_budget_per_store
+            )
         ):
             blocked = g.DISCOUNT_BUDGET
         if blocked is not None:
@@ -308,7 +323,7 @@ def _discount(ctx: _Ctx, target: DiscountTarget | None) -> None:
     if item is not None and item["price"] is not None:
         price = float(item["price"])
     expires = ctx.trigger_time + ctx.rules.discount.expires_hours * 3600.0
-    rec = _header(ctx, DISCOUNT_TRIGGER, rid, strategy)
+    rec = _header(ctx, DISCOUNT_TRIGGER, rid, strategy, arm)
     rec.update(
         product_id=target.product_id,
         title=title,
@@ -320,7 +335,7 @@ def _discount(ctx: _Ctx, target: DiscountTarget | None) -> None:
         expires_at=format_time(expires),
     )
     ctx.out.append(rec)
-    if not repeat:
+    if not repeat and arm != HOLDOUT:
         g.record_sent(ctx.state, ctx.now, strategy, DISCOUNT_TRIGGER, rid, ctx.rules)
 
 
@@ -374,7 +389,11 @@ def repurchased(rec_state: dict[str, Any], product_ids: list[str], t: float) -> 
     return [p for p in product_ids if p in history and history[p][1] < t - ORDER_TIME_TOLERANCE_S]
 
 
-def _header(ctx: _Ctx, rtype: str, rid: str, strategy: str) -> Output:
+def _treated(strategy: str) -> str:
+    return TREATMENT
+
+
+def _header(ctx: _Ctx, rtype: str, rid: str, strategy: str, arm: str) -> Output:
     customer_id = ctx.trigger.get("customer_id")
     if not isinstance(customer_id, str):
         key = ctx.customer_key
@@ -389,6 +408,7 @@ def _header(ctx: _Ctx, rtype: str, rid: str, strategy: str) -> Output:
         "strategy": strategy,
         "trigger_id": ctx.trigger_id,
         "trigger_type": str(ctx.trigger.get("type")),
+        "arm": arm,
     }
 
 

@@ -1,15 +1,16 @@
 """Test and learn: deterministic experiment arms with a holdout, and last-touch attribution.
 
 A customer's arm is a hash of the experiment name (the strategy) and the customer key, so it is
-stable across workers and restarts. Holdout customers get the decision recorded but nothing
-sent; a placed order within the attribution window after a decision (sent or held out) is
-attributed to the latest one, once per order, so conversion can be compared arm by arm.
+stable across workers and restarts. Every decision yields a `decision` record, sent
+(`delivered: true`) or held out (`delivered: false`, nothing else sent); a placed order within
+the attribution window after a decision (sent or held out) is attributed to the latest one,
+once per order, so conversion can be compared arm by arm.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ ATTRIBUTION_WINDOW_S = 7 * 86400.0
 MAX_EXPOSURES = 20
 MAX_ATTRIBUTED = 50
 DECISION_TYPES = frozenset({"recommendation", "discount_trigger"})
+DECISION = "decision"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +55,13 @@ def assign_arms(
     holdout: float,
     experiments: Mapping[str, ExperimentConfig] | None = None,
 ) -> list[dict[str, Any]]:
-    """Label decisions with their arm; holdout ones become `suppressed_by_holdout` signals.
+    """Label decisions with their arm and add each one's `decision` record (sent or held out).
 
-    `holdout` is the default share; a strategy's entry in `experiments` overrides it and names
-    the variants its treated customers are split into.
+    A decision that carries no `arm` yet gets one here (`arm_picker`). Held-out decisions are
+    not sent: their `decision` record says `delivered: false`, and a `suppressed_by_holdout`
+    signal counts them. Every decision is remembered as an exposure for attribution.
     """
+    arm_of = arm_picker(customer_key, holdout, experiments)
     exposures: list[list[Any]] = rec_state.setdefault("exposures", [])
     out: list[dict[str, Any]] = []
     for record in decisions:
@@ -65,19 +69,60 @@ def assign_arms(
             out.append(record)
             continue
         strategy = str(record.get("strategy"))
-        config = (experiments or {}).get(strategy) or ExperimentConfig()
-        share = holdout if config.holdout is None else config.holdout
-        arm = arm_for(customer_key, strategy, share, config.variants)
+        arm = str(record.get("arm") or arm_of(strategy))
         t = _epoch(record["occurred_at"])
         if not any(e[3] == record["id"] for e in exposures):
             exposures.append([t, strategy, arm, record["id"]])
             exposures.sort(key=lambda e: e[0])
             del exposures[:-MAX_EXPOSURES]
+        out.append(decision_record(record, arm))
         if arm == HOLDOUT:
             out.append({"type": "signal", "name": "suppressed_by_holdout", "strategy": strategy})
         else:
             out.append({**record, "arm": arm})
     return out
+
+
+def arm_picker(
+    customer_key: str,
+    holdout: float,
+    experiments: Mapping[str, ExperimentConfig] | None = None,
+) -> Callable[[str], str]:
+    """The customer's arm per strategy: the strategy's experiment, else the default holdout."""
+
+    def arm_of(strategy: str) -> str:
+        config = (experiments or {}).get(strategy) or ExperimentConfig()
+        share = holdout if config.holdout is None else config.holdout
+        return arm_for(customer_key, strategy, share, config.variants)
+
+    return arm_of
+
+
+def decision_record(record: Mapping[str, Any], arm: str) -> dict[str, Any]:
+    """The audit record of one decision, sent or held out (topic `recommend.decisions`)."""
+    held = arm == HOLDOUT
+    items = record.get("items")
+    products = [str(i["product_id"]) for i in items] if isinstance(items, list) else []
+    if not products and record.get("product_id"):
+        products = [str(record["product_id"])]
+    return {
+        "type": DECISION,
+        "version": "1-0-0",
+        "id": record["id"],
+        "customer_key": record.get("customer_key"),
+        "customer_id": record.get("customer_id"),
+        "occurred_at": record["occurred_at"],
+        "strategy": record.get("strategy"),
+        "arm": arm,
+        "delivered": not held,
+        "held_out_reason": HOLDOUT if held else None,
+        "decision_type": record["type"],
+        "trigger_id": record.get("trigger_id"),
+        "trigger_type": record.get("trigger_type"),
+        "product_ids": products,
+        "discount_percent": record.get("percent"),
+        "reason": record.get("reason"),
+    }
 
 
 def attribute(

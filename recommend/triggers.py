@@ -15,7 +15,7 @@ from journey.customer import CustomerState
 from recommend.catalog import Catalog
 from recommend.copurchase import CoPurchase
 from recommend.engine import decide, repurchased
-from recommend.experiments import assign_arms, attribute
+from recommend.experiments import arm_picker, assign_arms, attribute
 from recommend.guardrails import Budget
 from recommend.rules import Rules
 from schemas.records import Order
@@ -70,6 +70,7 @@ def react(
         )
         if converted is not None:
             decisions.append(converted)
+    arm_of = arm_picker(key, recommender.holdout, recommender.rules.experiments)
     for record in outputs:
         if not is_trigger(record):
             continue
@@ -93,6 +94,7 @@ def react(
             now,
             customer_key=key,
             budget=recommender.budget,
+            arm_of=arm_of,
         )
         decisions.extend(
             assign_arms(

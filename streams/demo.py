@@ -323,9 +323,9 @@ class _Summary:
     lines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        unique: dict[str, Record] = {}
-        for r in self.records:  # at-least-once delivery: deduplicate by the deterministic id
-            unique.setdefault(str(r.get("id")), r)
+        unique: dict[tuple[str, str], Record] = {}
+        for r in self.records:  # at-least-once delivery: deduplicate by type and id
+            unique.setdefault((str(r.get("type")), str(r.get("id"))), r)
         self.records = list(unique.values())
         self.tz: tzinfo | None = DEFAULT_START.tzinfo  # the scenario store's local time
         currencies = {e.get("currency") for e in self.events if e.get("type") == "order"}
@@ -499,25 +499,28 @@ class _Summary:
         self.lines.append("")
 
     def recommendations(self) -> None:
-        recs = self.of("recommendation") + self.of("discount_trigger")
-        if not recs:
-            self.lines += [
-                "Recommendations and discount triggers: none (goods-find-people recommendations"
-                " and discount triggers are upcoming)",
-                "",
-            ]
+        decisions = self.of("decision")
+        if not decisions:
+            self.lines += ["Recommendation and discount decisions: none", ""]
             return
-        self.heading(f"Recommendations and discount triggers ({len(recs)})")
+        held = sum(1 for d in decisions if not d.get("delivered"))
+        self.heading(
+            f"Recommendation and discount decisions ({len(decisions)}: {len(decisions) - held}"
+            f" sent, {held} held out as the experiment's control group)"
+        )
         rows = [
             (
-                r.get("type"),
-                _short(r.get("customer_key") or "") or "-",
-                r.get("product_id") or r.get("category") or "-",
-                _reason(r),
+                _short(d.get("customer_key") or "") or "-",
+                d.get("strategy"),
+                d.get("arm"),
+                "sent" if d.get("delivered") else "held out",
+                ", ".join(d.get("product_ids") or []) or "-",
+                _reason(d),
             )
-            for r in recs
+            for d in decisions
         ]
-        self.table(("type", "customer", "for", "reason"), rows, right=set())
+        header = ("customer", "strategy", "arm", "delivery", "products", "reason")
+        self.table(header, rows, right=set())
         self.lines.append("")
 
     def dead_letters(self) -> None:

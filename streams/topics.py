@@ -14,10 +14,18 @@ TRANSITIONS = "journey.transitions"
 ABANDONMENT = "abandonment.events"
 GOODS_FIND_PEOPLE = "recommend.goods-find-people"
 DISCOUNT_TRIGGERS = "recommend.discount-triggers"
+DECISIONS = "recommend.decisions"
 DEAD_LETTERS = "journeystream.dead-letters"
 
 INPUTS = (PAGE_VIEW, CART, ORDER, IDENTITY)
-OUTPUTS = (TRANSITIONS, ABANDONMENT, GOODS_FIND_PEOPLE, DISCOUNT_TRIGGERS, DEAD_LETTERS)
+OUTPUTS = (
+    TRANSITIONS,
+    ABANDONMENT,
+    GOODS_FIND_PEOPLE,
+    DISCOUNT_TRIGGERS,
+    DECISIONS,
+    DEAD_LETTERS,
+)
 
 # wire `type` of an input event -> the topic producers send it to
 INPUT_FOR_TYPE = {
@@ -37,6 +45,7 @@ OUTPUT_FOR_TYPE = {
     "recommendation": GOODS_FIND_PEOPLE,
     "discount_trigger": DISCOUNT_TRIGGERS,
     "recommendation_converted": GOODS_FIND_PEOPLE,
+    "decision": DECISIONS,
     "dead_letter": DEAD_LETTERS,
 }
 

@@ -161,3 +161,18 @@ def test_abandoned_and_recovered_carts(
     back = {row[0]: row[1] for row in section(output, "Recoveries")}
     assert set(back) == recovered
     assert set(back.values()) == {"cart"}
+
+
+def test_every_decision_is_shown_with_its_arm_and_the_father_gets_the_down_sell(
+    demo_output: tuple[int, str, float],
+) -> None:
+    rows = section(demo_output[1], "Recommendation and discount decisions")
+    by_strategy = {(row[0], row[1]): row for row in rows}
+    father = by_strategy[("c-father-1", "downsell_after_browse")]
+    arm, delivery, products = father[2], father[3], father[4]
+    assert (arm, delivery) in {("holdout", "held out"), ("treatment", "sent")}
+    # the mid-priced strollers in stock, whichever arm the hash put him in (scenario catalog)
+    assert products.split(", ")[0] == "stroller-city"
+    held = [row for row in rows if row[3] == "held out"]
+    assert all(row[2] == "holdout" for row in held)
+    assert all(row[3] == "sent" for row in rows if row[2] != "holdout")

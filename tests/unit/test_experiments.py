@@ -46,12 +46,23 @@ def holdout_and_treated_keys() -> tuple[str, str]:
 def test_holdout_decisions_are_recorded_not_sent() -> None:
     held, treated = holdout_and_treated_keys()
     state: dict = {}
-    out = assign_arms(state, [decision("r1", T0)], customer_key=held, holdout=0.5)
-    assert out == [{"type": "signal", "name": "suppressed_by_holdout", "strategy": "complements"}]
+    record, signal = assign_arms(state, [decision("r1", T0)], customer_key=held, holdout=0.5)
+    assert (record["type"], record["id"], record["arm"]) == ("decision", "r1", HOLDOUT)
+    assert (record["delivered"], record["held_out_reason"]) == (False, "holdout")
+    assert signal == {"type": "signal", "name": "suppressed_by_holdout", "strategy": "complements"}
     assert state["exposures"] == [[T0, "complements", HOLDOUT, "r1"]]
     state2: dict = {}
-    [sent] = assign_arms(state2, [decision("r2", T0)], customer_key=treated, holdout=0.5)
+    audit, sent = assign_arms(state2, [decision("r2", T0)], customer_key=treated, holdout=0.5)
     assert sent["arm"] == "treatment" and sent["id"] == "r2"
+    assert (audit["type"], audit["id"], audit["delivered"]) == ("decision", "r2", True)
+    assert audit["held_out_reason"] is None
+
+
+def test_an_arm_chosen_by_the_engine_is_kept() -> None:
+    held, _ = holdout_and_treated_keys()
+    chosen = {**decision("r3", T0), "arm": "treatment"}  # e.g. holdout 0 in the engine's call
+    audit, sent = assign_arms({}, [chosen], customer_key=held, holdout=0.5)
+    assert (audit["arm"], audit["delivered"], sent["arm"]) == ("treatment", True, "treatment")
 
 
 def test_attribution_window_edges_last_touch_once() -> None:
@@ -78,12 +89,12 @@ def test_strategy_experiment_overrides_holdout_and_names_variants() -> None:
         out = assign_arms(
             {}, [decision(f"r{i}", T0)], customer_key=f"c:{i}", holdout=0.0, experiments=config
         )
-        arms[out[0].get("arm", HOLDOUT)] += 1
+        arms[out[0]["arm"]] += 1
     assert set(arms) == {HOLDOUT, "a", "b"}
     assert 900 < arms[HOLDOUT] < 1100  # the strategy's 50%, not the default 0%
     assert abs(arms["a"] - arms["b"]) < 150
     # another strategy keeps the default
-    [other] = assign_arms(
+    _, other = assign_arms(
         {},
         [decision("x", T0, strategy="downsell")],
         customer_key="c:1",
@@ -91,3 +102,13 @@ def test_strategy_experiment_overrides_holdout_and_names_variants() -> None:
         experiments=config,
     )
     assert other["arm"] == "treatment"
+
+
+def test_decision_example_matches_its_schema() -> None:
+    import json
+    from importlib import resources
+
+    text = (resources.files("schemas") / "examples" / "decision.json").read_text()
+    body = json.loads(text)
+    assert validator_for("decision")(body) == body
+    assert (body["delivered"], body["held_out_reason"]) == (False, "holdout")

@@ -23,7 +23,7 @@ from tests.unit.scenario_catalog import scenario_catalog
 T0 = 1_793_610_000.0  # 2026-11-02T09:40:00Z
 RULES = load_rules()
 STORE = "baby-home-1"
-VALIDATE = {t: validator_for(t) for t in ("recommendation", "discount_trigger")}
+VALIDATE = {t: validator_for(t) for t in ("recommendation", "discount_trigger", "decision")}
 Out = dict[str, Any]
 
 
@@ -42,6 +42,7 @@ def run(
     now: float | None = None,
     key: str = "c:c-mother-1",
     budget: Budget | None = None,
+    arm: str | None = None,
 ) -> tuple[dict[str, Any], list[Out]]:
     """`decide` with demo defaults; validates every published record against its schema."""
     state, out = decide(
@@ -54,6 +55,7 @@ def run(
         now if now is not None else stages_time(trigger),
         customer_key=key,
         budget=budget if budget is not None else Budget(),
+        arm_of=None if arm is None else (lambda strategy: arm),
     )
     for rec in out:
         if rec["type"] != "signal":
@@ -294,6 +296,42 @@ def test_daily_store_budget() -> None:
         )
         == 1
     )
+
+
+def test_held_out_decisions_spend_no_budget_and_leave_caps_and_cooldowns_alone() -> None:
+    from recommend.experiments import assign_arms
+
+    rules = dataclasses.replace(
+        RULES, discount=dataclasses.replace(RULES.discount, daily_budget_per_store=1)
+    )
+    budget = Budget()
+    day_start = (T0 // DAY) * DAY
+    held = {**cart_record("h1", day_start + 100), "store_id": STORE}
+    state, out = run(held, rules=rules, budget=budget, arm="holdout")
+    (disc,) = of(out, "discount_trigger")  # decided as for a treated customer ...
+    assert disc["arm"] == "holdout"
+    assert budget.spent(STORE, day_start + 100) == 0  # ... but no budget spent
+    assert state.get("sent", []) == []  # and nothing logged against caps or cooldowns
+    audit, signal = assign_arms(state, out, customer_key="c:c-mother-1", holdout=0.0)
+    assert (audit["type"], audit["delivered"], audit["product_ids"]) == (
+        "decision",
+        False,
+        ["formula-s1"],
+    )
+    assert audit["discount_percent"] == 10.0 and signal["name"] == "suppressed_by_holdout"
+    VALIDATE["decision"](audit)
+    # the same customer, treated next for a cart an hour later: no cooldown from the held one
+    treated = {**cart_record("t1", day_start + 3700), "store_id": STORE}
+    state, out = run(treated, state=state, rules=rules, budget=budget, arm="treatment")
+    assert [r["type"] for r in out] == ["discount_trigger"]
+    assert budget.spent(STORE, day_start + 3700) == 1
+    # the budget is spent now: a held-out decision is still recorded, a treated one is not sent
+    other = {**cart_record("h2", day_start + 200, key="c:two"), "store_id": STORE}
+    _, out = run(other, rules=rules, budget=budget, key="c:two", arm="holdout")
+    assert [r["arm"] for r in of(out, "discount_trigger")] == ["holdout"]
+    third = {**cart_record("t2", day_start + 300, key="c:three"), "store_id": STORE}
+    _, out = run(third, rules=rules, budget=budget, key="c:three", arm="treatment")
+    assert signals(out) == [("discount_after_abandonment", "discount_budget")]
 
 
 def test_frequency_cap_fourth_message_in_a_day_is_suppressed() -> None:
