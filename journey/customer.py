@@ -533,8 +533,14 @@ def _cart(state: CustomerState) -> Cart | None:
 
 
 def next_due(state: CustomerState | None) -> float | None:
-    """The customer's earliest pending deadline (abandonment), or None."""
-    return None if state is None else abandon.next_due(state.abandonment)
+    """The customer's earliest deadline: abandonment, or a reminder of the recommend slot."""
+    if state is None:
+        return None
+    due = abandon.next_due(state.abandonment)
+    reminder = state.recommend.get("due") if isinstance(state.recommend, dict) else None
+    if isinstance(reminder, int | float) and (due is None or reminder < due):
+        return float(reminder)
+    return due
 
 
 def fire(

@@ -20,8 +20,9 @@ takes one output record of the journey/abandonment cores and returns the (mutate
   high-priced products viewed) and a `discount_after_abandonment` trigger on the
   highest-intent viewed product.
 * `cart_abandoned` -> `discount_after_abandonment` trigger on the highest-value carted line.
-* `replenishment_check` (`{"type", "id", "occurred_at"}`, e.g. from a daily timer) ->
-  `replenishment` recommendation of products due again (just-bought filter off).
+* `replenishment_check` (`{"type", "id", "occurred_at"}`, from `recommend.reminders` when a
+  bought product's interval has passed) -> `replenishment` recommendation of products due
+  again (just-bought filter off).
 Any other trigger yields nothing.
 
 Every decision carries its experiment `arm` (`arm_of(strategy)`, default treatment). A held-out
@@ -45,6 +46,7 @@ from typing import Any
 
 from journey.stages import CustomerJourney, format_time
 from recommend import guardrails as g
+from recommend import reminders
 from recommend.catalog import Catalog
 from recommend.copurchase import CoPurchase
 from recommend.experiments import HOLDOUT, TREATMENT
@@ -73,7 +75,7 @@ VERSION = "1-0-0"
 RECOMMENDATION = "recommendation"
 DISCOUNT_TRIGGER = "discount_trigger"
 SUPPRESSED = "recommendation_suppressed"
-REPLENISHMENT_CHECK = "replenishment_check"
+REPLENISHMENT_CHECK = reminders.CHECK
 ORDER_TIME_TOLERANCE_S = 0.0015  # journey records carry milliseconds
 MAX_HISTORY = 100  # products per customer in `rec_state["history"]`
 DAY = 86400.0
@@ -176,6 +178,7 @@ def _on_purchase(ctx: _Ctx) -> None:
             for pid, bought_at in ctx.journey.recent_purchases.items():
                 if abs(bought_at - ctx.trigger_time) < ORDER_TIME_TOLERANCE_S:
                     lines.append({"product_id": pid, "category": ctx.catalog.category_of(pid)})
+    reminders.observe_reorders(ctx.state, lines, ctx.trigger_time)
     g.remember_bought(ctx.state, lines, ctx.trigger_time)
     products = [str(ln["product_id"]) for ln in lines if ln.get("product_id")]
     remember_history(ctx.state, products, ctx.trigger_time)
@@ -244,7 +247,12 @@ def _on_replenishment(ctx: _Ctx) -> None:
     if j is None:
         return
     candidates = replenishment_due(
-        j, ctx.now, ctx.rules, catalog=ctx.catalog, categories=_categories(ctx.state)
+        j,
+        ctx.now,
+        ctx.rules,
+        catalog=ctx.catalog,
+        categories=_categories(ctx.state),
+        learned=reminders.learned_intervals(ctx.state),
     )
     reason = "time to restock products bought before"
     _recommend(ctx, REPLENISHMENT, candidates, None, reason, allow_bought=True)

@@ -273,19 +273,27 @@ def replenishment_due(
     *,
     catalog: Catalog | None = None,
     categories: Mapping[str, str | None] | None = None,
+    learned: Mapping[str, float] | None = None,
 ) -> list[Candidate]:
-    """Bought products whose category interval has passed (and not 3 intervals ago)."""
+    """Bought products whose interval has passed (and not 3 intervals ago).
+
+    The interval is the category's in the rules file, else the customer's own reorder gap of
+    the product (`learned`).
+    """
     out = []
     for pid, bought_at in journey.recent_purchases.items():
         category = _category(pid, catalog, categories)
         interval = rules.replenish_interval_s(category)
-        if interval is None:
+        if interval is None and learned and pid in learned:
+            interval = learned[pid]
+        if interval is None or interval <= 0:
             continue
         elapsed = now - bought_at
         if elapsed < interval or elapsed > STALE_FACTOR * interval:
             continue
+        lasts = category if rules.replenish_interval_s(category) is not None else "it"
         reason = (
-            f"bought {elapsed / DAY:.0f} days ago; {category} lasts about {interval / DAY:g} days"
+            f"bought {elapsed / DAY:.0f} days ago; {lasts} lasts about {interval / DAY:.3g} days"
         )
         out.append(Candidate(pid, round(interval / elapsed, 4), reason))
     out.sort(key=lambda c: (-c.score, c.product_id))

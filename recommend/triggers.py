@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from journey.customer import CustomerState
+from recommend import reminders
 from recommend.catalog import Catalog
 from recommend.copurchase import CoPurchase
 from recommend.engine import decide, repurchased
@@ -51,7 +52,11 @@ def react(
     key: str,
     event: Any = None,
 ) -> list[dict[str, Any]]:
-    """Attribution of an order, then arm-labelled decisions for the triggers among `outputs`."""
+    """Attribution of an order, then arm-labelled decisions for the triggers among `outputs`.
+
+    Without an event (a deadline fired), the customer's replenishment reminders due at `now`
+    are triggers too; the next reminder's time is kept in the state for the deadline index.
+    """
     decisions: list[dict[str, Any]] = []
     if isinstance(event, Order) and event.action == "placed":
         products = [ln.product_id for ln in event.lines]
@@ -71,19 +76,11 @@ def react(
         if converted is not None:
             decisions.append(converted)
     arm_of = arm_picker(key, recommender.holdout, recommender.rules.experiments)
-    for record in outputs:
-        if not is_trigger(record):
-            continue
-        trigger = record
-        store_id = getattr(event, "store_id", None)
-        if store_id or (record.get("kind") == "purchase" and isinstance(event, Order)):
-            trigger = {**record}
-            if store_id:
-                trigger["store_id"] = store_id
-            if isinstance(event, Order) and record.get("order_id") == event.order_id:
-                trigger["order_lines"] = [
-                    {"product_id": ln.product_id, "category": ln.category} for ln in event.lines
-                ]
+    triggers = [_prepared(record, event) for record in outputs if is_trigger(record)]
+    reminding = event is None and isinstance(state.recommend, dict)
+    if reminding:  # a deadline fired: the reminders due now
+        triggers += reminders.due_checks(state.recommend, recommender.rules, now, customer_key=key)
+    for trigger in triggers:
         state.recommend, out = decide(
             state.recommend,
             trigger,
@@ -105,4 +102,21 @@ def react(
                 experiments=recommender.rules.experiments,
             )
         )
+    if (triggers or reminding) and isinstance(state.recommend, dict):
+        reminders.keep_due(state.recommend, recommender.rules)
     return decisions
+
+
+def _prepared(record: dict[str, Any], event: Any) -> dict[str, Any]:
+    """A trigger record with the event's store and, for its own order, the order's lines."""
+    store_id = getattr(event, "store_id", None)
+    if not store_id and not (record.get("kind") == "purchase" and isinstance(event, Order)):
+        return record
+    trigger = {**record}
+    if store_id:
+        trigger["store_id"] = store_id
+    if isinstance(event, Order) and record.get("order_id") == event.order_id:
+        trigger["order_lines"] = [
+            {"product_id": ln.product_id, "category": ln.category} for ln in event.lines
+        ]
+    return trigger
