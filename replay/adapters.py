@@ -30,13 +30,16 @@ Formats (`FORMATS`):
       types=view:view;addtocart:cart_add;transaction:purchase
 
   (one string, no spaces after commas). Keys: ``customer``, ``anonymous`` (at least one of the
-  two), ``product``, ``type``, ``time``, ``price`` (required columns), ``category``,
+  two), ``product``, ``type``, ``time`` (required columns), ``price``, ``category``,
   ``quantity``, ``session``, ``order``, ``id`` (optional columns), ``timefmt`` (``iso`` default,
   ``epoch`` seconds, ``epoch_ms``, or a strptime format such as ``%d/%m/%Y %H:%M``; times without
   an offset are UTC), ``prefix`` (event/order id prefix, default ``csv``) and ``types``:
   ``source:target`` pairs separated by ``;`` with targets ``view``, ``cart_add``,
-  ``cart_remove``, ``purchase`` (default: the four targets map to themselves). Values cannot
-  contain ``,``.
+  ``cart_remove``, ``purchase``, ``favourite`` (default: the targets map to themselves), and
+  ``header``: the column names, separated by ``;``, of a file without a header line. Values
+  cannot contain ``,``. Without a price column, views and favourites are ``page_view`` 1-0-1
+  without a price, cart rows carry none, and purchase rows are rejected (order lines need a unit
+  price); ``favourite`` rows are ``page_view`` 1-0-1 with ``action`` ``favourite``.
 
 Order grouping (rees46, and csv without an order column): the purchase rows of one session (or
 of one customer when there is no session) form one order until that session has a non-purchase
