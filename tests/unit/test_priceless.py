@@ -11,7 +11,8 @@ import pytest
 from journey import customer as core
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
-from journey.stages import CustomerJourney, profile
+from journey.stages import CustomerJourney, merge, profile
+from journey.stages import apply as journey_apply
 from recommend.catalog import Catalog
 from recommend.rules import load_rules
 from recommend.strategies import discount_target, downsell_after_browse
@@ -406,3 +407,23 @@ def test_classify_leaves_the_price_unknown_without_the_catalog(with_catalog: boo
     )
     assert isinstance(message, CustomerInput) and isinstance(message.event, PageView)
     assert message.event.price is None
+
+
+def test_a_one_id_merge_keeps_favourites_and_known_price_counts() -> None:
+    anon_views = [view(T0, "p1"), view(T0 + 60, "p2", action="favourite")]
+    source = stages_apply(None, anon_views, "a:dev")
+    target = stages_apply(None, [view(T0 + 7200, "p3", price=50.0)], KEY)
+    merged = merge(target, source, CFG)
+    assert (merged.views, merged.priced_views, merged.view_price_sum) == (2, 1, 50.0)
+    assert merged.favourites == {"p2": ["baby/strollers", T0 + 60]}
+    assert merged.stage == "seed" and "favourites" in merged.tags(CFG)
+
+
+def stages_apply(
+    state: CustomerJourney | None, events: list[PageView], key: str
+) -> CustomerJourney:
+    """The journey core alone over `events`."""
+    for event in events:
+        state, _ = journey_apply(state, event, event.occurred_at, CFG, customer_key=key)
+    assert state is not None
+    return state
