@@ -20,7 +20,9 @@ Model (all times are epoch seconds, UTC; deadlines use *event* time):
   viewed and the session has no add-to-cart and no placed order; a qualifying session has a
   ``browse`` deadline at ``last activity + session_gap_s``. When the session ends, one
   ``browse_abandoned`` record names the category with the most distinct products (ties: the most
-  recently viewed one).
+  recently viewed one). A favourite (page view with action favourite) is session activity but
+  not a view. A view without a price lists its product with price and tier null; such a record
+  carries version 1-0-1 (every other 1-0-0).
 * Deadlines live in the state (``pending``); ``next_due`` gives the earliest, ``fire`` emits
   what is due and re-checks against the current cart/session first. ``apply`` fires deadlines
   already passed at the event's time before processing it, so replays are ordered correctly.
@@ -53,6 +55,7 @@ from journey.cart import Cart
 from schemas.records import CartChange, CustomerEvent, IdentityLink, Order, PageView
 
 VERSION = "1-0-0"
+PRICELESS_VERSION = "1-0-1"  # browse_abandoned whose products may have a null price
 RECOVERED_VERSION = "1-0-1"  # abandonment_recovered with recovered_products/value and the rule
 CART = "cart"
 BROWSE = "browse"
@@ -119,7 +122,7 @@ class Session:
     started_at: float
     last_at: float
     sid: str | None = None
-    views: dict[str, dict[str, float]] = field(default_factory=dict)
+    views: dict[str, dict[str, float | None]] = field(default_factory=dict)
     carted: bool = False
     ordered: bool = False
     done: bool = False
@@ -204,7 +207,7 @@ class AbandonmentState:
                 done=bool(sd.get("done")),
             )
             for cat, prods in sd.get("views") or ():
-                ps = {str(p): float(pr) for p, pr in prods}
+                ps = {str(p): None if pr is None else float(pr) for p, pr in prods}
                 _trim_dict(ps, config.max_products_per_category)
                 s.views[str(cat)] = ps
             _trim_dict(s.views, config.max_categories)
@@ -261,7 +264,7 @@ def apply(
         _sync_cart(state, cart, config, customer_key, out, "order")
         if s is not None:
             s.ordered = True
-    elif isinstance(event, PageView) and s is not None:
+    elif isinstance(event, PageView) and s is not None and event.action == "view":
         _record_view(s, event, config)
     if s is not None:
         _schedule_browse(state, s, config, out)
@@ -517,8 +520,8 @@ def _emit_cart(
     out.append(rec)
 
 
-def _tier(tier_of: TierOf | None, category: str, price: float) -> str | None:
-    if tier_of is None:
+def _tier(tier_of: TierOf | None, category: str, price: float | None) -> str | None:
+    if tier_of is None or price is None:
         return None
     try:
         tier = tier_of(category, price)
@@ -558,6 +561,8 @@ def _emit_browse(
             {"product_id": pid, "price": price, "price_tier": tier, "high_priced": is_high}
         )
     rec = _header("browse_abandoned", rid, customer_key, due)
+    if any(p["price"] is None for p in products):
+        rec["version"] = PRICELESS_VERSION
     rec.update(
         session_id=s.sid,
         session_started_at=rfc3339(s.started_at),
@@ -620,8 +625,8 @@ def _record_view(s: Session, event: PageView, config: AbandonmentConfig) -> None
         ps = {}
     s.views[cat] = ps  # most recently viewed category last
     _trim_dict(s.views, config.max_categories)
-    ps.pop(pid, None)
-    ps[pid] = float(event.price)
+    seen = ps.pop(pid, None)  # a view without a price keeps the price seen before
+    ps[pid] = seen if event.price is None else float(event.price)
     _trim_dict(ps, config.max_products_per_category)
     if len(ps) >= config.browse_min_products:
         s.qualified = True

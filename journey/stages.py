@@ -6,7 +6,8 @@ signature but no rule reads it, so a replay gives exactly the live result):
 * Triggers are derived from each event, in this order: `first_contact` (no journey yet),
   `return_visit` (the event starts a session that is not the first), `category_interest` (a page
   view makes one category reach `seed_category_views` views in the current session),
-  `add_to_cart` (cart `add`, or `set_quantity` raising a line), `order_placed`. Each trigger walks
+  `add_to_cart` (cart `add`, or `set_quantity` raising a line), `favourite` (a page view with
+  action favourite: kept in `favourites`, not counted as a view), `order_placed`. Each trigger walks
   `TRANSITIONS`; a (stage, trigger) pair not in the table leaves the stage as it is, so stages
   never move backwards. Every stage change goes through that table, a One ID merge's too
   (`merged_stage`: triggers `merged_<stage>` for the stage the merged history reached).
@@ -38,18 +39,21 @@ signature but no rule reads it, so a replay gives exactly the live result):
   price band = average unit price over the customer's order lines: `low` below `price_band_low`,
   `high` at or above `price_band_high`, else `mid` (None before any order); tags:
   `price_sensitive` when more than half of the (net) orders had an average unit price below the
-  customer's average viewed price at the time, or in the `low` band ("discount tier");
+  customer's average viewed price at the time (over the views with a known price), or in the
+  `low` band ("discount tier"); `favourites` once a product was added to the favourites;
   `high_value` when total spend >= `high_value_spend`; `new_parent` (sticky) once a viewed, carted
   or bought category contains a `new_parent_keywords` word.
 * Bounds: every collection is capped by the config (categories: the least counted is evicted;
   recent lists: the oldest by time), and every stored text longer than `max_text_len` is cut and
   suffixed with a hash of the whole, so a state's size is bounded whatever the input.
 
-Records (`journey_transition`, schema `schemas/journey_transition/1-0-0.json`): one per stage
-change (`kind` "stage"), per segment change (`kind` "segment") and per placed order (`kind`
-"purchase", with `path`, `order_id`, `order_value`). Id: `sha1(customer_key|event_id|kind|q)[:20]`
-where `q` is the new stage, the new segment or the order id (one event can change the stage twice,
-e.g. a first event that is an order: none -> touch -> purchase).
+Records (`journey_transition`, schema `schemas/journey_transition/<version>.json`): one per
+stage change (`kind` "stage"), per segment change (`kind` "segment") and per placed order (`kind`
+"purchase", with `path`, `order_id`, `order_value`); version 1-0-1 (its trigger enum adds
+`favourite`) for a change a favourite caused, 1-0-0 for every other. Id:
+`sha1(customer_key|event_id|kind|q)[:20]` where `q` is the new stage, the new segment or the
+order id (one event can change the stage twice, e.g. a first event that is an order: none ->
+touch -> purchase).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ Output = dict[str, Any]
 
 RECORD_TYPE = "journey_transition"
 VERSION = "1-0-0"
+FAVOURITE_VERSION = "1-0-1"  # journey_transition whose trigger enum has `favourite`
 STATE_FORMAT = 1
 
 # stages
@@ -85,8 +90,9 @@ FIRST_CONTACT = "first_contact"
 RETURN_VISIT = "return_visit"
 ADD_TO_CART = "add_to_cart"
 CATEGORY_INTEREST = "category_interest"
+FAVOURITE = "favourite"
 ORDER_PLACED = "order_placed"
-TRIGGERS = (FIRST_CONTACT, RETURN_VISIT, ADD_TO_CART, CATEGORY_INTEREST, ORDER_PLACED)
+TRIGGERS = (FIRST_CONTACT, RETURN_VISIT, ADD_TO_CART, CATEGORY_INTEREST, FAVOURITE, ORDER_PLACED)
 # triggers that only appear on records
 LAPSE = "lapse"
 ACTIVITY = "activity"
@@ -105,6 +111,7 @@ TRANSITIONS: dict[tuple[str | None, str], str] = {
     (TOUCH, RETURN_VISIT): SEED,
     (TOUCH, ADD_TO_CART): SEED,
     (TOUCH, CATEGORY_INTEREST): SEED,
+    (TOUCH, FAVOURITE): SEED,
     (TOUCH, ORDER_PLACED): PURCHASE,
     (SEED, ORDER_PLACED): PURCHASE,
     (PURCHASE, ORDER_PLACED): REPURCHASE,
@@ -156,6 +163,7 @@ PRICE_BANDS = ("low", "mid", "high")
 TAG_PRICE_SENSITIVE = "price_sensitive"
 TAG_HIGH_VALUE = "high_value"
 TAG_NEW_PARENT = "new_parent"
+TAG_FAVOURITES = "favourites"
 
 
 def next_stage(stage: str | None, trigger: str) -> str | None:
@@ -184,8 +192,9 @@ class CustomerJourney:
     """Journey position and bounded profile of one customer key.
 
     Recent collections are insertion-ordered dicts kept sorted by time, oldest first:
-    `recent_views` product -> [category, price, t]; `recent_orders` order id -> [total, units,
-    line value, t, below view average 0/1, low band 0/1]; `recent_purchases` product -> t. Their
+    `recent_views` product -> [category, price|None, t]; `favourites` product -> [category, t];
+    `recent_orders` order id -> [total, units, line value, t, below view average 0/1, low band
+    0/1]; `recent_purchases` product -> t. Their
     list values are replaced, never mutated in place. `cart` is the customer's one cart
     (`journey.cart.Cart`), stored as `cart` product -> [quantity, unit price|None,
     category|None, t] plus `cart_ref` and `cart_last` (its id and last activity; absent in
@@ -204,6 +213,7 @@ class CustomerJourney:
     session_start: float = 0.0
     session_categories: dict[str, int] = field(default_factory=dict)
     views: int = 0
+    priced_views: int = 0
     view_price_sum: float = 0.0
     views_by_category: dict[str, int] = field(default_factory=dict)
     recent_views: dict[str, list[Any]] = field(default_factory=dict)
@@ -220,6 +230,7 @@ class CustomerJourney:
     purchase_categories: dict[str, int] = field(default_factory=dict)
     recent_purchases: dict[str, float] = field(default_factory=dict)
     new_parent: bool = False
+    favourites: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def average_order_value(self) -> float | None:
@@ -247,6 +258,8 @@ class CustomerJourney:
         tags = []
         if self.total_spend >= config.high_value_spend:
             tags.append(TAG_HIGH_VALUE)
+        if self.favourites:
+            tags.append(TAG_FAVOURITES)
         if self.new_parent:
             tags.append(TAG_NEW_PARENT)
         n = self.orders
@@ -270,6 +283,7 @@ class CustomerJourney:
             "session_start": self.session_start,
             "session_categories": dict(self.session_categories),
             "views": self.views,
+            "priced_views": self.priced_views,
             "view_price_sum": self.view_price_sum,
             "views_by_category": dict(self.views_by_category),
             "recent_views": dict(self.recent_views),
@@ -288,6 +302,7 @@ class CustomerJourney:
             "purchase_categories": dict(self.purchase_categories),
             "recent_purchases": dict(self.recent_purchases),
             "new_parent": self.new_parent,
+            "favourites": dict(self.favourites),
         }
 
     @classmethod
@@ -307,6 +322,8 @@ class CustomerJourney:
             session_start=float(g("session_start", 0.0)),
             session_categories=dict(g("session_categories") or {}),
             views=int(g("views", 0)),
+            # states written before priceless views existed had a price on every view
+            priced_views=int(g("priced_views", g("views", 0))),
             view_price_sum=float(g("view_price_sum", 0.0)),
             views_by_category=dict(g("views_by_category") or {}),
             recent_views={k: list(v) for k, v in (g("recent_views") or {}).items()},
@@ -323,6 +340,7 @@ class CustomerJourney:
             purchase_categories=dict(g("purchase_categories") or {}),
             recent_purchases={k: float(v) for k, v in (g("recent_purchases") or {}).items()},
             new_parent=bool(g("new_parent", False)),
+            favourites={k: list(v) for k, v in (g("favourites") or {}).items()},
         )
 
 
@@ -530,11 +548,13 @@ def merge(
     t.anonymous_id = t.anonymous_id if t.anonymous_id is not None else s.anonymous_id
 
     t.views += s.views
+    t.priced_views += s.priced_views
     t.view_price_sum += s.view_price_sum
     t.views_by_category = _sum_counts(
         t.views_by_category, s.views_by_category, config.max_categories
     )
     t.recent_views = _merge_recent(t.recent_views, s.recent_views, 2, config.max_recent_views)
+    t.favourites = _merge_recent(t.favourites, s.favourites, 1, config.max_recent_views)
 
     t.orders += s.orders
     t.orders_placed += s.orders_placed
@@ -582,6 +602,9 @@ def profile(state: CustomerJourney, now: float, config: JourneyConfig = DEFAULT_
         "recent_views": [
             {"product_id": p, "category": v[0], "price": v[1], "at": v[2]}
             for p, v in j.recent_views.items()
+        ],
+        "favourites": [
+            {"product_id": p, "category": v[0], "at": v[1]} for p, v in j.favourites.items()
         ],
         "cart": [
             {
@@ -631,7 +654,7 @@ def transition_record(
     """One `journey_transition` record for journey `j`."""
     return {
         "type": RECORD_TYPE,
-        "version": VERSION,
+        "version": FAVOURITE_VERSION if trigger == FAVOURITE else VERSION,
         "id": transition_id(j.customer_key, event_id, kind, qualifier),
         "customer_key": j.customer_key,
         "customer_id": j.customer_id,
@@ -714,8 +737,15 @@ def _view(
     pid = event.product_id
     if len(pid) > cap:
         pid = clip(pid, cap)
+    if event.action == "favourite":
+        _remember(j.favourites, pid, [cat, t], t, 1, config.max_recent_views)
+        if not late:
+            triggers.append(FAVOURITE)
+        return
     j.views += 1
-    j.view_price_sum += event.price
+    if event.price is not None:
+        j.priced_views += 1
+        j.view_price_sum += event.price
     _count(j.views_by_category, cat, 1, config.max_categories)
     _remember(j.recent_views, pid, [cat, event.price, t], t, 2, config.max_recent_views)
     if not j.new_parent and _parent_category(cat, config.new_parent_keywords):
@@ -774,7 +804,7 @@ def _order(j: CustomerJourney, event: Order, t: float, config: JourneyConfig) ->
                 j.new_parent = True
     carts.buy(j.cart, bought, t)  # only the lines it bought, by the units bought
     avg = value / units if units > 0 else None
-    below = avg is not None and j.views > 0 and avg < j.view_price_sum / j.views
+    below = avg is not None and j.priced_views > 0 and avg < j.view_price_sum / j.priced_views
     low = avg is not None and avg < config.price_band_low
     entry = [event.total, units, value, t, int(below), int(low)]
     _count_order(j, entry, 1)

@@ -120,6 +120,11 @@ class Catalog:
         """The item of a product, or None when unknown."""
         return self.items.get(product_id)
 
+    def price_of(self, product_id: str) -> float | None:
+        """The catalog price of a known product (None when unknown or without a price)."""
+        item = self.items.get(product_id)
+        return None if item is None or item["price"] is None else float(item["price"])
+
     def category_of(self, product_id: str) -> str | None:
         """The category of a known product."""
         item = self.items.get(product_id)

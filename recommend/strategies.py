@@ -171,8 +171,9 @@ def downsell_after_browse(
     high = 0
     for p in products:
         tier = p.get("price_tier")
-        if tier is None:
-            tier = catalog.tiers.tier_of(category, float(p.get("price") or 0.0))
+        price = p.get("price")
+        if tier is None and price is not None:  # an unknown price has no tier
+            tier = catalog.tiers.tier_of(category, float(price))
         high += tier == "high"
     median = catalog.tiers.median(category)
     if high < min_high or median is None or median <= 0:

@@ -30,13 +30,16 @@ Formats (`FORMATS`):
       types=view:view;addtocart:cart_add;transaction:purchase
 
   (one string, no spaces after commas). Keys: ``customer``, ``anonymous`` (at least one of the
-  two), ``product``, ``type``, ``time``, ``price`` (required columns), ``category``,
+  two), ``product``, ``type``, ``time`` (required columns), ``price``, ``category``,
   ``quantity``, ``session``, ``order``, ``id`` (optional columns), ``timefmt`` (``iso`` default,
   ``epoch`` seconds, ``epoch_ms``, or a strptime format such as ``%d/%m/%Y %H:%M``; times without
   an offset are UTC), ``prefix`` (event/order id prefix, default ``csv``) and ``types``:
   ``source:target`` pairs separated by ``;`` with targets ``view``, ``cart_add``,
-  ``cart_remove``, ``purchase`` (default: the four targets map to themselves). Values cannot
-  contain ``,``.
+  ``cart_remove``, ``purchase``, ``favourite`` (default: the targets map to themselves), and
+  ``header``: the column names, separated by ``;``, of a file without a header line. Values
+  cannot contain ``,``. Without a price column, views and favourites are ``page_view`` 1-0-1
+  without a price, cart rows carry none, and purchase rows are rejected (order lines need a unit
+  price); ``favourite`` rows are ``page_view`` 1-0-1 with ``action`` ``favourite``.
 
 Order grouping (rees46, and csv without an order column): the purchase rows of one session (or
 of one customer when there is no session) form one order until that session has a non-purchase
@@ -72,7 +75,8 @@ import orjson
 FORMATS: tuple[str, ...] = ("jsonl", "rees46", "online-retail", "csv")
 ORDER_GAP_SECONDS = 300.0
 MAX_ORDER_LINES = 500  # the order schema's maxItems
-TYPE_TARGETS: tuple[str, ...] = ("view", "cart_add", "cart_remove", "purchase")
+TYPE_TARGETS: tuple[str, ...] = ("view", "cart_add", "cart_remove", "purchase", "favourite")
+OPEN_PAGE_VIEW = "1-0-1"  # page_view version whose price is optional and which has `action`
 TIME_FORMATS: tuple[str, ...] = ("iso", "epoch", "epoch_ms")
 UNCATEGORIZED = "uncategorized"
 
@@ -125,7 +129,7 @@ class ColumnMapping:
     product: str
     event_type: str
     time: str
-    price: str
+    price: str | None = None
     customer: str | None = None
     anonymous: str | None = None
     time_format: str = "iso"
@@ -135,6 +139,7 @@ class ColumnMapping:
     order: str | None = None
     event_id: str | None = None
     prefix: str = "csv"
+    header: tuple[str, ...] | None = None
     type_map: dict[str, str] = field(default_factory=lambda: {t: t for t in TYPE_TARGETS})
 
     _SPEC_KEYS: ClassVar[dict[str, str]] = {
@@ -156,7 +161,7 @@ class ColumnMapping:
     def __post_init__(self) -> None:
         if not (self.customer or self.anonymous):
             raise ValueError("column mapping needs a customer or an anonymous column")
-        for name in ("product", "event_type", "time", "price"):
+        for name in ("product", "event_type", "time"):
             if not getattr(self, name):
                 raise ValueError(f"column mapping needs a {name!r} column")
         if self.time_format not in TIME_FORMATS and "%" not in self.time_format:
@@ -171,6 +176,10 @@ class ColumnMapping:
                 raise ValueError(f"type {source!r} maps to {target!r}, not one of {TYPE_TARGETS}")
         if not self.prefix:
             raise ValueError("id prefix must not be empty")
+        if self.header is not None:
+            unnamed = [c for c in self.columns().values() if c not in self.header]
+            if not self.header or unnamed:
+                raise ValueError(f"header names no column {', '.join(unnamed)}")
 
     @classmethod
     def from_spec(cls, spec: str) -> ColumnMapping:
@@ -187,11 +196,14 @@ class ColumnMapping:
             if key == "types":
                 attr = "type_map"
                 parsed: Any = _parse_type_map(value)
+            elif key == "header":
+                attr = "header"
+                parsed = tuple(name.strip() for name in value.split(";") if name.strip())
             elif key in cls._SPEC_KEYS:
                 attr = cls._SPEC_KEYS[key]
                 parsed = value
             else:
-                known = ", ".join([*cls._SPEC_KEYS, "types"])
+                known = ", ".join([*cls._SPEC_KEYS, "types", "header"])
                 raise ValueError(f"unknown mapping key {key!r} (known: {known})")
             if attr in values:
                 raise ValueError(f"mapping key {key!r} given twice")
@@ -219,7 +231,7 @@ class ColumnMapping:
         return {role: col for role in roles if (col := getattr(self, role))}
 
 
-_REQUIRED = frozenset({"product", "event_type", "time", "price"})
+_REQUIRED = frozenset({"product", "event_type", "time"})
 
 
 def _parse_type_map(value: str) -> dict[str, str]:
@@ -740,7 +752,10 @@ def _read_online_retail(path: Path) -> Iterator[AdapterItem]:
 def _read_mapped_csv(path: Path, mapping: ColumnMapping) -> Iterator[AdapterItem]:
     records = _csv_records(path)
     roles = mapping.columns()
-    col = _header(records, path, tuple(dict.fromkeys(roles.values())))
+    if mapping.header is None:
+        col = _header(records, path, tuple(dict.fromkeys(roles.values())))
+    else:  # a file without a header line: the mapping names its columns
+        col = {name: mapping.header.index(name) for name in roles.values()}
     idx = {role: col[name] for role, name in roles.items()}
     width = max(idx.values()) + 1
     clock = _Clock(_time_parser(mapping.time_format))
@@ -772,7 +787,7 @@ def _read_mapped_csv(path: Path, mapping: ColumnMapping) -> Iterator[AdapterItem
             continue
         try:
             when, iso = clock(cell(fields, "time"))
-            price = _price(cell(fields, "price"))
+            price = _price(cell(fields, "price")) if mapping.price else None
             qty_text = cell(fields, "quantity")
             quantity = _quantity(qty_text) if qty_text else 1
         except ValueError as exc:
@@ -795,6 +810,9 @@ def _read_mapped_csv(path: Path, mapping: ColumnMapping) -> Iterator[AdapterItem
         event_id = cell(fields, "event_id") or f"{prefix}-L{line}"
         yield from groups.expire(when)
         if kind == "purchase":
+            if price is None:
+                yield _reject(line, "purchase row without a price: map a price column", parts)
+                continue
             order_value = cell(fields, "order")
             key = f"order:{order_value}" if order_value else f"who:{who}"
             pending = groups.get(key)
@@ -816,9 +834,15 @@ def _read_mapped_csv(path: Path, mapping: ColumnMapping) -> Iterator[AdapterItem
         yield from groups.pop(f"who:{who}")
         event: WireEvent = {"type": "", "event_id": event_id, "occurred_at": iso}
         event.update(ids)
-        if kind == "view":
+        if kind in ("view", "favourite"):
             event["type"] = "page_view"
-            event.update(product_id=product, category=category, price=price)
+            event.update(product_id=product, category=category)
+            if price is not None:
+                event["price"] = price
+            if kind == "favourite":
+                event["action"] = "favourite"
+            if price is None or kind == "favourite":
+                event["version"] = OPEN_PAGE_VIEW
         else:
             event["type"] = "cart"
             event.update(
@@ -828,5 +852,7 @@ def _read_mapped_csv(path: Path, mapping: ColumnMapping) -> Iterator[AdapterItem
                 price=price,
                 category=category,
             )
+            if price is None:  # cart 1-0-0 has an optional price
+                del event["price"]
         yield event
     yield from groups.drain()

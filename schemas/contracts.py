@@ -56,7 +56,10 @@ BLOCKED_IDS: Final = frozenset({"", "0", "-1", "null", "none", "undefined", "ano
 """Placeholder id values (compared stripped and lower-cased) that count as no id."""
 
 CURRENT_VERSION: Final = "1-0-0"
-"""The SchemaVer `encode` writes and `decode` assumes when `version` is absent."""
+"""The SchemaVer `decode` assumes when `version` is absent, and `encode` writes by default."""
+
+PAGE_VIEW_OPEN: Final = "1-0-1"
+"""page_view version with an optional price and `action` (`encode` writes it when needed)."""
 
 EARLIEST_TIME: Final = 946684800.0
 """2000-01-01T00:00:00Z: anything earlier is a broken clock, not an event."""
@@ -238,7 +241,7 @@ def _envelope(
 
 
 def _page_view(data: dict[str, Any], now: float, tolerance: float) -> Event | Rejection:
-    """A validated page_view payload as a PageView."""
+    """A validated page_view 1-0-0 payload as a PageView (an `action` field is unknown there)."""
     env = _envelope(data, now, tolerance)
     if isinstance(env, Rejection):
         return env
@@ -250,6 +253,24 @@ def _page_view(data: dict[str, Any], now: float, tolerance: float) -> Event | Re
         price=float(data["price"]),
         brand=get("brand"),
         title=get("title"),
+    )
+
+
+def _page_view_open(data: dict[str, Any], now: float, tolerance: float) -> Event | Rejection:
+    """A validated page_view 1-0-1 payload: price may be absent, `action` may be favourite."""
+    env = _envelope(data, now, tolerance)
+    if isinstance(env, Rejection):
+        return env
+    get = data.get
+    price = get("price")
+    return PageView(
+        **env,
+        product_id=data["product_id"],
+        category=data["category"],
+        price=None if price is None else float(price),
+        brand=get("brand"),
+        title=get("title"),
+        action=get("action") or "view",
     )
 
 
@@ -331,6 +352,10 @@ _BUILDERS: Final[dict[str, _Builder]] = {
     "catalog_item": _catalog_item,
     "identity_link": _identity_link,
 }
+_VERSION_BUILDERS: Final[dict[tuple[str, str], _Builder]] = {
+    ("page_view", PAGE_VIEW_OPEN): _page_view_open,
+}
+"""Builders of versions whose fields differ from the type's first version."""
 _DECODERS: dict[tuple[str, str], tuple[Validator, _Builder]] = {}
 
 
@@ -339,7 +364,7 @@ def _decoder_for(type_name: str, version: str) -> tuple[Validator, _Builder] | N
     key = (type_name, version)
     found = _DECODERS.get(key)
     if found is None:
-        build = _BUILDERS.get(type_name)
+        build = _VERSION_BUILDERS.get(key) or _BUILDERS.get(type_name)
         if build is None or key not in _schema_files():
             return None
         # No `format` checks here (the hot path): occurred_at is held to its pattern by the
@@ -482,13 +507,22 @@ def decode(
 _WIRE_FIELDS: Final = {cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES.values()}
 
 
+def wire_version(event: Event) -> str:
+    """The oldest version that carries the event (page_view 1-0-1 when priceless or a favourite)."""
+    if event.__class__ is PageView:
+        assert isinstance(event, PageView)
+        if event.price is None or event.action != "view":
+            return PAGE_VIEW_OPEN
+    return CURRENT_VERSION
+
+
 def to_wire(event: Event) -> dict[str, Any]:
     """The wire dict of an event: `type`, `version`, then its non-None fields."""
     cls = event.__class__
-    wire: dict[str, Any] = {"type": TYPE_NAMES[cls], "version": CURRENT_VERSION}
+    wire: dict[str, Any] = {"type": TYPE_NAMES[cls], "version": wire_version(event)}
     for name in _WIRE_FIELDS[cls]:
         value = getattr(event, name)
-        if value is None:
+        if value is None or (name == "action" and value == "view" and cls is PageView):
             continue
         if name == "occurred_at":
             value = format_time(value)

@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeAlias
 CartAction = Literal["add", "remove", "set_quantity"]
 OrderAction = Literal["placed", "cancelled"]
 LinkReason = Literal["login", "signup"]
+ViewAction = Literal["view", "favourite"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,13 +26,19 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PageView(Envelope):
-    """A product page viewed."""
+    """A product page viewed, or (`action` "favourite") the product added to the favourites."""
 
     product_id: str
     category: str
-    price: float
+    price: float | None = None
     brand: str | None = None
     title: str | None = None
+    action: ViewAction = "view"
+
+    @property
+    def is_favourite(self) -> bool:
+        """Whether the event is a favourite (a seeding signal, not a view)."""
+        return self.action == "favourite"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

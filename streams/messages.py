@@ -8,7 +8,8 @@ by the agent is marked `"rekey": true` because its event has not passed the late
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -16,9 +17,12 @@ import orjson
 from journey import customer as core
 from journey.identity import customer_key, event_from_dict
 from schemas import contracts
-from schemas.records import CatalogItem, CustomerEvent, type_name
+from schemas.records import CartChange, CatalogItem, CustomerEvent, PageView, type_name
 
 TICK, FLUSH, FORGET = "tick", "flush", "forget"
+
+PriceOf = Callable[[str], float | None]
+"""A product's catalog price, None when the catalog does not know it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +100,9 @@ def classify(
     now: float,
     max_bytes: int,
     future_tolerance: float,
+    price_of: PriceOf | None = None,
 ) -> Message:
-    """Decide what a consumed message is (never raises)."""
+    """Decide what a consumed message is (never raises); `price_of` fills absent prices."""
     key = key or b""
     if topic == internal_topic:
         return _internal(key, value)
@@ -107,10 +112,24 @@ def classify(
     event_type = type_name(decoded)
     if isinstance(decoded, CatalogItem):
         return CatalogUpdate(decoded.product_id)
+    if price_of is not None:
+        decoded = with_catalog_price(decoded, price_of)
     proper = customer_key(decoded).encode()
     if proper != key:
         return Rekey(proper, forward_body(decoded, key, rekey=True), event_type, decoded)
     return CustomerInput(key, decoded, decoded, event_type, late_check=True)
+
+
+def with_catalog_price(event: CustomerEvent, price_of: PriceOf) -> CustomerEvent:
+    """A page view or cart change without a price, with the catalog's when it knows one."""
+    if isinstance(event, PageView | CartChange) and event.price is None:
+        try:
+            price = price_of(event.product_id)
+        except Exception:  # a lookup must never stop the stream: the price stays unknown
+            return event
+        if price is not None and price >= 0:
+            return replace(event, price=float(price))
+    return event
 
 
 def _internal(key: bytes, value: bytes | None) -> Message:

@@ -103,6 +103,7 @@ async def process_batch(events: list[EventT]) -> None:
             now=wall,
             max_bytes=settings.max_payload_bytes,
             future_tolerance=settings.future_tolerance_s,
+            price_of=recommender.catalog.price_of,  # a priceless event takes the catalog's
         )
         observe_price(message, msg.topic)
         handle(work, message, msg, wall, sends)
@@ -125,10 +126,10 @@ async def process_batch(events: list[EventT]) -> None:
 
 
 def observe_price(message: Message, topic: str) -> None:
-    """A page view's price feeds the price tiers once: where it enters, on an input topic."""
+    """A page view's known price feeds the price tiers once: where it enters, on an input topic."""
     if topic != INTERNAL and isinstance(message, CustomerInput | Rekey):
         event = message.event
-        if isinstance(event, PageView):
+        if isinstance(event, PageView) and event.price is not None:
             catalog_state.price_tiers.observe(
                 event.category, event.product_id, event.price, catalog=False
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import time
 import urllib.error
 import urllib.request
@@ -327,3 +328,106 @@ def test_wrongly_keyed_events_are_rekeyed_to_their_customer(deployment: Any) -> 
     assert {r["customer_key"] for r in transitions} == {"c:rekeyed"}
     first = [r for r in transitions if r["trigger"] == "first_contact" and r["kind"] == "stage"]
     assert len(first) == 1
+
+
+def priceless(eid: str, product: str, offset_s: float, who: str, **extra: Any) -> dict[str, Any]:
+    """A page_view 1-0-1 without a price."""
+    return {
+        "type": "page_view",
+        "version": "1-0-1",
+        "event_id": eid,
+        "occurred_at": at(offset_s),
+        "product_id": product,
+        "category": "home/kitchen",
+        "customer_id": who,
+        **extra,
+    }
+
+
+def test_priceless_events_take_the_catalog_price_and_favourites_seed(deployment: Any) -> None:
+    d = deployment(partitions=2)
+    worker = d.start_worker()
+    names = d.names
+    item = {
+        "type": "catalog_item",
+        "event_id": "cat-pc-1",
+        "occurred_at": at(-3600),
+        "product_id": "pc-1",
+        "title": "Kettle",
+        "category_path": ["home", "kitchen"],
+        "price": 42.0,
+        "stock": 5,
+    }
+    placed = asyncio.run(
+        send_each(d.bootstrap, [(names(topics.CATALOG), b"pc-1", orjson.dumps(item))])
+    )
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last_offsets(placed), 30))
+    # the broadcast catalog reader runs beside the group: probe until the worker's catalog has it
+    deadline = time.monotonic() + 30
+    probe_price = None
+    for n in itertools.count():
+        probe = priceless(f"probe-{n}", "pc-1", -900 + n, "ing-probe")
+        sent = asyncio.run(
+            send_each(
+                d.bootstrap, [(names.for_input("page_view"), wire_key(probe), orjson.dumps(probe))]
+            )
+        )
+        asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last_offsets(sent), 30))
+        probe_price = get_json(worker.base_url + "/customers/ing-probe")["journey"]["recent_views"][
+            "pc-1"
+        ][1]
+        if probe_price is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert probe_price == 42.0
+
+    who = "ing-priceless"
+    events = [
+        priceless("np-1", "pc-1", -300, who),  # known to the catalog
+        priceless("np-2", "pc-2", -290, who),  # unknown: the price stays unknown
+        priceless("np-3", "pc-3", -280, who, action="favourite"),
+        {
+            "type": "cart",
+            "event_id": "np-4",
+            "occurred_at": at(-270),
+            "action": "add",
+            "product_id": "pc-1",
+            "quantity": 2,
+            "category": "home/kitchen",
+            "customer_id": "ing-priceless-cart",  # its own customer: topics are not ordered
+        },
+    ]
+    rekeyed = priceless("np-5", "pc-1", -260, "ing-rekeyed-priceless")
+    sends: list[Send] = [(names.for_input(e["type"]), wire_key(e), orjson.dumps(e)) for e in events]
+    sends.append((names.for_input("page_view"), b"wrong-key", orjson.dumps(rekeyed)))
+    placed = asyncio.run(send_each(d.bootstrap, sends))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last_offsets(placed), 30))
+
+    journey = get_json(worker.base_url + f"/customers/{who}")["journey"]
+    assert (journey["views"], journey["priced_views"], journey["view_price_sum"]) == (2, 1, 42.0)
+    assert {p: v[1] for p, v in journey["recent_views"].items()} == {"pc-1": 42.0, "pc-2": None}
+    assert list(journey["favourites"]) == ["pc-3"]
+    assert journey["stage"] == "seed"
+    carted = get_json(worker.base_url + "/customers/ing-priceless-cart")["journey"]
+    assert carted["cart"]["pc-1"][:2] == [2, 42.0]
+    deadline = time.monotonic() + 20
+    while True:  # the wrongly keyed view takes a second hop, with the price filled at the first
+        try:
+            other = get_json(worker.base_url + "/customers/ing-rekeyed-priceless")["journey"]
+        except urllib.error.HTTPError:
+            other = None
+        if other is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert other is not None and other["recent_views"]["pc-1"][1] == 42.0
+
+    transitions = asyncio.run(read_topics(d.bootstrap, [names(topics.TRANSITIONS)]))
+    for record in transitions:
+        validator_for("journey_transition", record["version"])(record)
+    mine = [r for r in transitions if r["customer_key"] == f"c:{who}" and r["kind"] == "stage"]
+    assert [(r["to_stage"], r["trigger"], r["version"]) for r in mine] == [
+        ("touch", "first_contact", "1-0-0"),
+        ("seed", "favourite", "1-0-1"),
+    ]
+    letters = asyncio.run(read_topics(d.bootstrap, [names(topics.DEAD_LETTERS)]))
+    assert letters == []

@@ -479,13 +479,17 @@ def test_column_mapping_from_spec() -> None:
     assert mapping.time_format == "iso" and mapping.anonymous is None
     assert mapping.type_map == {"view": "view", "addtocart": "cart_add", "transaction": "purchase"}
     default = ColumnMapping.from_spec("anonymous=a,product=p,type=t,time=ts,price=x")
-    assert default.type_map == {t: t for t in ("view", "cart_add", "cart_remove", "purchase")}
+    targets = ("view", "cart_add", "cart_remove", "purchase", "favourite")
+    assert default.type_map == {t: t for t in targets}
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("customer=u,product=p,type=t,time=ts", "price"),
+        ("customer=u,product=p,type=t,price=x", "time"),
+        ("customer=u,type=t,time=ts", "product"),
+        ("customer=u,product=p,time=ts,header=u;p;ts", "type"),
+        ("customer=u,product=p,type=t,time=ts,header=u;p;t", "header names no column ts"),
         ("product=p,type=t,time=ts,price=x", "customer or an anonymous"),
         ("customer=u,product=p,type=t,time=ts,price=x,colour=c", "unknown mapping key"),
         ("customer=u,customer=v,product=p,type=t,time=ts,price=x", "twice"),

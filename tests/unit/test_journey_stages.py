@@ -30,8 +30,13 @@ from schemas.records import CartChange, CustomerEvent, IdentityLink, Order, Orde
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 DAY = 86400.0
 CFG = JourneyConfig()
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "journey_transition" / "1-0-0.json"
-VALIDATE = fastjsonschema.compile(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "journey_transition"
+VALIDATE_VERSION = {
+    version: fastjsonschema.compile(
+        json.loads((SCHEMA_DIR / f"{version}.json").read_text(encoding="utf-8"))
+    )
+    for version in ("1-0-0", "1-0-1")
+}
 RECORDS_CHECKED = [0]
 
 # ------------------------------------------------------------------------------ event makers
@@ -47,12 +52,13 @@ def view(
     t: float,
     cat: str = "shoes",
     pid: str = "p1",
-    price: float = 10.0,
+    price: float | None = 10.0,
     *,
     sid: str | None = None,
     anon: str | None = "x",
     cust: str | None = None,
     eid: str | None = None,
+    action: str = "view",
 ) -> PageView:
     """A page view."""
     return PageView(
@@ -64,6 +70,7 @@ def view(
         product_id=pid,
         category=cat,
         price=price,
+        action=action,  # type: ignore[arg-type]
     )
 
 
@@ -133,7 +140,9 @@ def check_outputs(outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for out in outs:
         orjson.dumps(out)
         if out["type"] == "journey_transition":
-            VALIDATE(out)
+            # 1-0-1 only for a favourite's change: every other record stays 1-0-0
+            assert out["version"] == ("1-0-1" if out["trigger"] == "favourite" else "1-0-0")
+            VALIDATE_VERSION[out["version"]](out)
             RECORDS_CHECKED[0] += 1
         else:
             assert out["type"] in ("signal", "internal"), out
@@ -174,6 +183,7 @@ EXPECTED_TABLE = {
     ("touch", "return_visit"): "seed",
     ("touch", "add_to_cart"): "seed",
     ("touch", "category_interest"): "seed",
+    ("touch", "favourite"): "seed",
     ("touch", "order_placed"): "purchase",
     ("seed", "order_placed"): "purchase",
     ("purchase", "order_placed"): "repurchase",
@@ -192,33 +202,45 @@ EXPECTED_TABLE = {
 }
 
 STAGE_ROWS = [None, "touch", "seed", "purchase", "repurchase"]
-TRIGGER_COLS = ["first_contact", "return_visit", "add_to_cart", "category_interest", "order_placed"]
+TRIGGER_COLS = [
+    "first_contact",
+    "return_visit",
+    "add_to_cart",
+    "category_interest",
+    "favourite",
+    "order_placed",
+]
 # every (stage, trigger) -> expected stage, written out: unlisted pairs keep the stage
 WALK = [
     (None, "first_contact", "touch"),
     (None, "return_visit", None),
     (None, "add_to_cart", None),
     (None, "category_interest", None),
+    (None, "favourite", None),
     (None, "order_placed", None),
     ("touch", "first_contact", "touch"),
     ("touch", "return_visit", "seed"),
     ("touch", "add_to_cart", "seed"),
     ("touch", "category_interest", "seed"),
+    ("touch", "favourite", "seed"),
     ("touch", "order_placed", "purchase"),
     ("seed", "first_contact", "seed"),
     ("seed", "return_visit", "seed"),
     ("seed", "add_to_cart", "seed"),
     ("seed", "category_interest", "seed"),
+    ("seed", "favourite", "seed"),
     ("seed", "order_placed", "purchase"),
     ("purchase", "first_contact", "purchase"),
     ("purchase", "return_visit", "purchase"),
     ("purchase", "add_to_cart", "purchase"),
     ("purchase", "category_interest", "purchase"),
+    ("purchase", "favourite", "purchase"),
     ("purchase", "order_placed", "repurchase"),
     ("repurchase", "first_contact", "repurchase"),
     ("repurchase", "return_visit", "repurchase"),
     ("repurchase", "add_to_cart", "repurchase"),
     ("repurchase", "category_interest", "repurchase"),
+    ("repurchase", "favourite", "repurchase"),
     ("repurchase", "order_placed", "repurchase"),
 ]
 
@@ -281,6 +303,8 @@ def _fire(trigger: str) -> list[CustomerEvent]:
         return [cart(T0 + 120, pid="z2")]
     if trigger == "category_interest":
         return [view(T0 + 120 + i, cat="kitchen", pid=f"k{i}") for i in range(3)]
+    if trigger == "favourite":
+        return [view(T0 + 120, cat="kitchen", pid="f1", price=None, action="favourite")]
     assert trigger == "order_placed"
     return [order(T0 + 120, oid="Z1", lines=(("z3", 1, 30.0, "other"),))]
 
