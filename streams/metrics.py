@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _NS = "journeystream"
+
+# the standard process_* (CPU, memory, file descriptors) and python_* (info, gc) collectors
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "events",
@@ -159,6 +175,26 @@ LAST_EVENT = Gauge(
     namespace=_NS,
     registry=REGISTRY,
 )
+BUILD_INFO = Gauge(
+    "build_info",
+    "Always 1: the journeystream version, Python version and Faust version of this worker.",
+    ["version", "python", "faust"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+
+
+def _version(distribution: str) -> str:
+    """An installed distribution's version, or "unknown"."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(
+    _version("journeystream"), platform.python_version(), _version("faust-streaming")
+).set(1)
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
