@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
@@ -175,6 +176,14 @@ LAST_EVENT = Gauge(
     namespace=_NS,
     registry=REGISTRY,
 )
+APPLIED_OFFSET = Gauge(
+    "applied_offset",
+    "Next input offset to apply per owned input partition, as the changelog acknowledged it "
+    "(what the group commits).",
+    ["topic", "partition"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
 BUILD_INFO = Gauge(
     "build_info",
     "Always 1: the journeystream version, Python version and Faust version of this worker.",
@@ -217,6 +226,18 @@ def totals(counter: Counter) -> dict[tuple[str, ...], float]:
         for sample in family.samples
         if sample.name.endswith("_total")
     }
+
+
+def prune(gauge: Gauge, keep: Iterable[tuple[str, ...]]) -> None:
+    """Remove a labelled gauge's children whose label values are not in `keep` (revoked)."""
+    kept = set(keep)
+    present = {
+        tuple(sample.labels[name] for name in gauge._labelnames)
+        for family in gauge.collect()
+        for sample in family.samples
+    }
+    for values in present - kept:
+        gauge.remove(*values)
 
 
 def exposition() -> bytes:

@@ -1,4 +1,4 @@
-"""Operational metrics the agents do not see per event: lag, rebalances, recovery progress."""
+"""Operational metrics the agents do not see per event: lag, commits, rebalances, recovery."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from streams import metrics, topics
 from streams.agents.partitions import deadlines
 from streams.app import app
 from streams.app import topics as names
+from streams.tables import customers as table
 
 _INPUTS = {*names.inputs(), names(topics.INTERNAL)}
 
@@ -21,18 +22,32 @@ async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
 
 @app.timer(5.0)
 async def report_lag_and_recovery() -> None:
-    """Consumer lag per owned input partition and changelog records still to restore."""
+    """Consumer lag and applied offset per owned input partition, changelog records to restore."""
     recovery = app.tables.recovery
     remaining = recovery.active_remaining() if recovery.in_recovery else {}
     metrics.RECOVERY_REMAINING.set(sum(max(0, v) for v in remaining.values()))
+    report_applied()
     if app.rebalancing:
         return
-    for tp in app.consumer.assignment():
-        if tp.topic not in _INPUTS:
-            continue
+    owned = [tp for tp in app.consumer.assignment() if tp.topic in _INPUTS]
+    for tp in owned:
         highwater = app.consumer.highwater(tp)  # from fetch responses: not the ListOffsets answer
         position = await app.consumer.position(tp)
         if highwater is not None and position is not None:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                 max(0, highwater - position)
             )
+    metrics.prune(metrics.CONSUMER_LAG, ((tp.topic, str(tp.partition)) for tp in owned))
+
+
+def report_applied() -> None:
+    """The offsets the changelog acknowledged per owned input partition (read-only use)."""
+    applied = {
+        (topic, str(partition)): offset
+        for partition, position in list(table.store.acked_positions.items())
+        for topic, offset in position.offsets.items()
+        if topic in _INPUTS
+    }
+    for labels, offset in applied.items():
+        metrics.APPLIED_OFFSET.labels(*labels).set(offset)
+    metrics.prune(metrics.APPLIED_OFFSET, applied)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import metrics
@@ -134,3 +135,12 @@ def test_standard_collectors_and_build_info_are_exposed() -> None:
         "faust": faust_pin.split("==")[1],
     }
     assert sample.value == 1.0
+
+
+def test_prune_drops_children_not_kept() -> None:
+    gauge = Gauge("pruned", "test", ["topic", "partition"], registry=None)
+    for partition in ("0", "1", "2"):
+        gauge.labels("events.order", partition).set(5)
+    metrics.prune(gauge, [("events.order", "1"), ("events.cart", "0")])
+    left = {tuple(s.labels.values()) for f in gauge.collect() for s in f.samples}
+    assert left == {("events.order", "1")}
