@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint format typecheck bench million hitrate venv browser clean soak
+.PHONY: demo test unit lint format typecheck bench million hitrate venv browser promtool clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/journeystream demo
 
 # the soak-only scenarios (marker `soak`) are left to `make soak`
-test: $(STAMP) lint browser
+test: $(STAMP) lint browser promtool
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not soak"
 
 # the dashboard test drives Debian's chromium (headless); install it when missing (root, apt)
@@ -26,6 +26,21 @@ browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { echo "installing Debian's chromium for the dashboard test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# the alert-rule tests run promtool, from Debian's `prometheus` package (no recommends; on a
+# systemd host the package also enables its server); installed when missing and root can,
+# else the tests skip
+promtool:
+	@command -v promtool >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's prometheus package for promtool (alert rule tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null || \
+	      echo "promtool could not be installed: the alert rule tests will be skipped"; \
+	  else \
+	    echo "promtool not found and no root/apt-get to install it (Debian package prometheus):" \
+	      "the alert rule tests will be skipped"; \
+	  fi
 
 # the reliability scenarios RUNS times (default 10) and the process replays: figures per
 # scenario, the "Soak" section of RELIABILITY.md; exit status 1 when any run failed

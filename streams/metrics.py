@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import platform
+from collections.abc import Iterable
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _NS = "journeystream"
+
+# the standard process_* (CPU, memory, file descriptors) and python_* (info, gc) collectors
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "events",
@@ -159,6 +176,34 @@ LAST_EVENT = Gauge(
     namespace=_NS,
     registry=REGISTRY,
 )
+APPLIED_OFFSET = Gauge(
+    "applied_offset",
+    "Next input offset to apply per owned input partition, as the changelog acknowledged it "
+    "(what the group commits).",
+    ["topic", "partition"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "build_info",
+    "Always 1: the journeystream version, Python version and Faust version of this worker.",
+    ["version", "python", "faust"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
+
+
+def _version(distribution: str) -> str:
+    """An installed distribution's version, or "unknown"."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(
+    _version("journeystream"), platform.python_version(), _version("faust-streaming")
+).set(1)
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -181,6 +226,18 @@ def totals(counter: Counter) -> dict[tuple[str, ...], float]:
         for sample in family.samples
         if sample.name.endswith("_total")
     }
+
+
+def prune(gauge: Gauge, keep: Iterable[tuple[str, ...]]) -> None:
+    """Remove a labelled gauge's children whose label values are not in `keep` (revoked)."""
+    kept = set(keep)
+    present = {
+        tuple(sample.labels[name] for name in gauge._labelnames)
+        for family in gauge.collect()
+        for sample in family.samples
+    }
+    for values in present - kept:
+        gauge.remove(*values)
 
 
 def exposition() -> bytes:
