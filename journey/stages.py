@@ -19,8 +19,13 @@ signature but no rule reads it, so a replay gives exactly the live result):
   (`segment_at`), else `returning_visitor` from the second session on, else `new_visitor`. On
   each event the segment is first re-evaluated at the event's time (so a lapse is reported, with
   trigger `lapse`, before the event that ends it), then after applying it.
-* Purchase path of a placed order, from the stage before `order_placed` (`PATHS`): touch ->
-  `touch→purchase`, seed -> `touch→seed→purchase`, purchase/repurchase -> `repurchase`.
+* Purchase path of a placed order, from the visitor type at the moment of the order
+  (`purchase_path`, the merchant's definitions): a first-visit buyer (new visitor) ->
+  `touch→purchase`; a buyer who visited before (a second session or later) and never bought
+  (returning visitor) -> `touch→seed→purchase`; a buyer who bought before -> `repurchase`. A
+  cart add, category interest or favourite in the first visit moves the stage to seed (a
+  seeding signal, kept on the profile), but a purchase in that same first visit is still the
+  new visitor's direct path.
 * Out of order: an event earlier than `last_seen - out_of_order_grace_s` still updates the
   counters (views, categories, recent lists, cart lines older than it are left alone, orders and
   spend) so no event is lost whatever order it arrives in, but it never starts a session, never
@@ -135,16 +140,11 @@ MERGED: dict[str, str] = {
     REPURCHASE: MERGED_REPURCHASE,
 }
 
-# purchase paths, by the stage an order is placed in
+# purchase paths, by the visitor type at the moment of the order
 PATH_DIRECT = "touch→purchase"
 PATH_SEEDED = "touch→seed→purchase"
 PATH_REPURCHASE = "repurchase"
-PATHS: dict[str, str] = {
-    TOUCH: PATH_DIRECT,
-    SEED: PATH_SEEDED,
-    PURCHASE: PATH_REPURCHASE,
-    REPURCHASE: PATH_REPURCHASE,
-}
+PATHS = (PATH_DIRECT, PATH_SEEDED, PATH_REPURCHASE)
 
 # segments
 NEW_VISITOR = "new_visitor"
@@ -348,6 +348,13 @@ class CustomerJourney:
 # public functions
 
 
+def purchase_path(j: CustomerJourney) -> str:
+    """The path of an order placed now: by the visitor type, before the order is counted."""
+    if j.orders_placed or j.stage in BUYER_STAGES:
+        return PATH_REPURCHASE
+    return PATH_SEEDED if j.sessions >= 2 else PATH_DIRECT
+
+
 def segment_at(state: CustomerJourney | None, now: float, config: JourneyConfig) -> str | None:
     """The segment of a journey at time `now` (None for no journey)."""
     if state is None or state.stage is None:
@@ -458,6 +465,7 @@ def apply(
         _cart(j, event, t, late, triggers, config)
     else:
         assert isinstance(event, Order)
+        path = purchase_path(j)
         _order(j, event, t, config)
         triggers.append(ORDER_PLACED)
 
@@ -497,7 +505,7 @@ def apply(
                     to_stage=after,
                     from_segment=j.segment,
                     to_segment=CUSTOMER,
-                    path=PATHS.get(before or TOUCH, PATH_DIRECT),
+                    path=path,
                     order_id=oid,
                     order_value=event.total,
                 )

@@ -127,6 +127,14 @@ class Story:
                     triggers.append("add_to_cart")
             elif e["action"] == "placed":
                 triggers.append("order_placed")
+                # the path: by the visitor type at the order (bought before, came back, first)
+                order_path = (
+                    "repurchase"
+                    if orders
+                    else "touch→seed→purchase"
+                    if sessions >= 2
+                    else "touch→purchase"
+                )
                 orders += 1
             for trigger in triggers:
                 before = stage
@@ -139,10 +147,7 @@ class Story:
                 if stage != before:
                     out[(person, "stage", before, stage, trigger, None)] += 1
                 if trigger == "order_placed":
-                    path = {"touch": "touch→purchase", "seed": "touch→seed→purchase"}
-                    out[
-                        (person, "purchase", before, stage, trigger, path.get(before, "repurchase"))
-                    ] += 1
+                    out[(person, "purchase", before, stage, trigger, order_path)] += 1
             new_segment = (
                 "customer" if orders else "returning_visitor" if sessions >= 2 else "new_visitor"
             )

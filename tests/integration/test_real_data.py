@@ -112,47 +112,30 @@ class Rees46:
             self.by_user[user].append((t, kind, data))
 
     def paths(self) -> Counter[str]:
-        """Purchase path of every order (journey/stages.py rules replayed per user)."""
+        """Purchase path of every order, by the visitor type at the order (the seed's rules).
+
+        A buyer who bought before: `repurchase`; else one in a second session or later (a gap
+        of SESSION_GAP or a new session id): `touch→seed→purchase`; else `touch→purchase`.
+        """
         paths: Counter[str] = Counter()
         for events in self.by_user.values():
-            stage: str | None = None
+            sessions = 0
+            orders = 0
             last = 0.0
             session: str | None = None
-            session_views: Counter[str] = Counter()
-            bought: dict[str, float] = {}
             for t, kind, data in events:
-                triggers = []
-                if stage is None:
-                    triggers.append("first_contact")
+                if sessions == 0 or t - last >= SESSION_GAP or data["session"] != session:
+                    sessions += 1
                     session = data["session"]
-                elif t - last >= SESSION_GAP or data["session"] != session:
-                    triggers.append("return_visit")
-                    session = data["session"]
-                    session_views.clear()
                 last = t
-                if kind == "view":
-                    session_views[data["category"]] += 1
-                    if session_views[data["category"]] == SEED_VIEWS:
-                        triggers.append("category_interest")
-                elif kind == "cart":
-                    if bought.get(data["product"], -math.inf) < t:  # not a late add of a bought one
-                        triggers.append("add_to_cart")
-                elif kind == "order":
-                    bought.update(dict.fromkeys(data["products"], t))
-                    triggers.append("order_placed")
-                for trigger in triggers:
-                    before = stage
-                    if trigger == "first_contact":
-                        stage = "touch"
-                    elif trigger == "order_placed":
-                        stage = "purchase" if stage in ("touch", "seed") else "repurchase"
-                        paths[
-                            {"touch": "touch→purchase", "seed": "touch→seed→purchase"}.get(
-                                before or "", "repurchase"
-                            )
-                        ] += 1
-                    elif stage == "touch":
-                        stage = "seed"
+                if kind == "order":
+                    if orders:
+                        paths["repurchase"] += 1
+                    elif sessions >= 2:
+                        paths["touch→seed→purchase"] += 1
+                    else:
+                        paths["touch→purchase"] += 1
+                    orders += 1
         return paths
 
     def first_order_in_first_session(self) -> int:

@@ -374,12 +374,15 @@ def test_a_first_event_that_is_an_order() -> None:
 @pytest.mark.parametrize(
     ("events", "path"),
     [
-        ([view(T0), cart(T0 + 30), order(T0 + 60)], "touch→seed→purchase"),
+        # the merchant's definitions: the visitor type at the order decides the path; a cart add
+        # or category interest in the first visit is a seeding signal, not the returning path
+        ([view(T0), cart(T0 + 30), order(T0 + 60)], "touch→purchase"),
         ([view(T0), view(T0 + 4000), order(T0 + 4060)], "touch→seed→purchase"),
         (
             [view(T0, pid="a"), view(T0 + 1, pid="b"), view(T0 + 2, pid="c"), order(T0 + 9)],
-            "touch→seed→purchase",
+            "touch→purchase",
         ),
+        ([order(T0)], "touch→purchase"),
         (
             [
                 view(T0, cat="a"),
@@ -400,6 +403,19 @@ def test_first_order_paths(events: list[CustomerEvent], path: str) -> None:
 def test_seed_views_threshold_is_configurable() -> None:
     cfg = JourneyConfig(seed_category_views=2)
     _, outs = run([view(T0, pid="a"), view(T0 + 1, pid="b"), order(T0 + 9)], config=cfg)
+    seeded = [r for r in records(outs, "stage") if r["to_stage"] == "seed"]
+    assert [r["trigger"] for r in seeded] == ["category_interest"]
+    assert _paths(outs) == ["touch→purchase"]  # a seeding signal in the first visit
+
+
+def test_a_buyer_who_comes_back_and_buys_again_is_a_repurchase() -> None:
+    events = [view(T0), order(T0 + 60), view(T0 + 90000), order(T0 + 90060, oid="O2")]
+    _, outs = run(events)
+    assert _paths(outs) == ["touch→purchase", "repurchase"]
+
+
+def test_a_cart_in_the_first_visit_then_an_order_on_a_return_visit_is_the_seeded_path() -> None:
+    _, outs = run([view(T0), cart(T0 + 30), order(T0 + 4000)])
     assert _paths(outs) == ["touch→seed→purchase"]
 
 
