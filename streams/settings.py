@@ -27,6 +27,9 @@ class Settings:
     data_dir: Path = Path("./var/state")
     topic_prefix: str = ""
     partitions: int = 8
+    # replication factor of the topics the worker creates (table changelogs, Faust's leader
+    # topic): 1 for the embedded broker and one-node clusters; production clusters use 3
+    changelog_replication_factor: int = 1
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # host other workers use to reach this one (profile routing); empty: web_host
@@ -97,6 +100,8 @@ class Settings:
         """Raise SettingsError for values that cannot work."""
         if self.partitions < 1:
             raise SettingsError("JOURNEYSTREAM_PARTITIONS must be >= 1")
+        if self.changelog_replication_factor < 1:
+            raise SettingsError("JOURNEYSTREAM_CHANGELOG_REPLICATION_FACTOR must be >= 1")
         if not 0 < self.web_port < 65536:
             raise SettingsError("JOURNEYSTREAM_WEB_PORT must be a TCP port")
         if self.rocksdb_write_buffer_mb < 1 or self.rocksdb_block_cache_mb < 1:
