@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any
 
@@ -25,12 +26,15 @@ class Bar:
         self.n = 0
         self._bar: Any = None
         if enabled:
+            size = shutil.get_terminal_size((100, 24))
             self._bar = tqdm(
                 total=total,
                 desc=phase.ljust(WIDTH),
                 unit=f" {unit}",
                 file=sys.stderr,
-                dynamic_ncols=True,
+                # a terminal that reports no size (0 x 0) gets 100 x 24: tqdm would print nothing
+                ncols=min(size.columns, 120),
+                nrows=size.lines,
                 mininterval=0.2,
             )
 
