@@ -70,7 +70,7 @@ def log(message: str) -> None:
 
 def run_process(data: Path, output: Path, partitions: int) -> float:
     """Run the file through `journeystream process` (nobody held out); seconds taken."""
-    from streams.process import process_file
+    from streams.process_run import process_file
 
     os.environ["JOURNEYSTREAM_EXPERIMENT_HOLDOUT"] = "0"  # every customer gets its decisions
     started = time.monotonic()

@@ -36,7 +36,8 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
         autodiscover=["streams.tables", "streams.agents", "streams.web"],
         origin="streams",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        # the changelogs' (and Faust's leader topic's) replication: 3 on a production cluster
+        topic_replication_factor=settings.changelog_replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,

@@ -1,21 +1,91 @@
-"""The `journeystream` command: broker, worker, process, replay, demo."""
+"""The `journeystream` command (on click, like Faust's): broker, worker, process, replay, ..."""
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import os
 import signal
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import click
+
+from streams.faust_options import WorkerCommand, faust_argv, setting_options
+from streams.settings import SettingsError
+
+FORMATS = ("jsonl", "rees46", "online-retail", "csv")
+BROKER_HELP = "Kafka bootstrap servers: kafka://host:port[;host:port] or host:port[,host:port]"
 
 
-def _broker(args: argparse.Namespace) -> int:
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = f"{_version('journeystream')} (faust-streaming {_version('faust-streaming')})"
+
+
+def broker_url(value: str) -> str:
+    """kafka://host:port[;host:port], from that or from host:port[,host:port]."""
+    value = value.strip()
+    return value if "://" in value else "kafka://" + value.replace(",", ";")
+
+
+def broker_option(help_text: str) -> Any:
+    """--broker, the same name and format in every subcommand."""
+    return click.option("--broker", metavar="URL", default=None, help=f"{help_text}. {BROKER_HELP}")
+
+
+def progress_options(fn: Any) -> Any:
+    """--progress/--no-progress, and --quiet (hidden: the older name of --no-progress)."""
+    fn = click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")(fn)
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Progress bars on stderr (default: when stderr is a terminal).",
+    )(fn)
+
+
+def _progress(progress: bool | None, quiet: bool) -> bool:
+    from streams.progress import wanted
+
+    return False if quiet else wanted(progress)
+
+
+def _settings(broker: str | None, topic_prefix: str | None) -> Any:
+    from streams.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if broker:
+        overrides["broker"] = broker_url(broker)
+    if topic_prefix is not None:
+        overrides["topic_prefix"] = topic_prefix
+    return Settings.from_env(**overrides)
+
+
+@click.group(context_settings={"max_content_width": 100})
+@click.version_option(VERSION, prog_name="journeystream", message="%(prog)s %(version)s")
+def cli() -> None:
+    """journeystream: customer journeys, abandonment and goods-find-people from store events.
+
+    Settings come from JOURNEYSTREAM_* environment variables (README.md, "Settings").
+    """
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=9092, show_default=True)
+@click.option("--storage", default="memory://tansu/", show_default=True, help="Tansu storage URL.")
+def broker(port: int, storage: str) -> int:
+    """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
     from streams.broker import EmbeddedBroker
 
-    broker = EmbeddedBroker(port=args.port, storage=args.storage).start()
-    print(f"journeystream broker: {broker.url} (log {broker.log_path}); Ctrl-C stops it")
+    running = EmbeddedBroker(port=port, storage=storage).start()
+    print(f"journeystream broker: {running.url} (log {running.log_path}); Ctrl-C stops it")
     stop = False
 
     def _stop(*_: object) -> None:
@@ -24,84 +94,158 @@ def _broker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        while not stop and broker.alive():
+        while not stop and running.alive():
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        broker.stop()
+        running.stop()
     return 0
 
 
-def _worker(args: argparse.Namespace) -> int:
-    if args.embedded_broker:
+@cli.command(cls=WorkerCommand)
+@click.option("--embedded-broker", is_flag=True, help="Start an embedded broker for it first.")
+@broker_option("The broker (default: JOURNEYSTREAM_BROKER)")
+@click.pass_context
+def worker(ctx: click.Context, embedded_broker: bool, broker: str | None, **faust: Any) -> int:
+    """Run a worker (Faust's worker command).
+
+    Settings come from JOURNEYSTREAM_* variables; the options from --with-web on are Faust's
+    own worker options (those that are also settings override them).
+    """
+    os.environ.update(setting_options(faust))  # validated with every other setting
+    if broker:
+        os.environ["JOURNEYSTREAM_BROKER"] = broker_url(broker)
+    if embedded_broker:
         from streams.broker import EmbeddedBroker
 
-        broker = EmbeddedBroker().start()
-        atexit.register(broker.stop)  # Faust's worker exits the process through SystemExit
-        os.environ["JOURNEYSTREAM_BROKER"] = broker.url
-        print(f"journeystream: embedded broker at {broker.url}", file=sys.stderr)
+        running = EmbeddedBroker().start()
+        atexit.register(running.stop)  # Faust's worker exits the process through SystemExit
+        os.environ["JOURNEYSTREAM_BROKER"] = running.url
+        print(f"journeystream: embedded broker at {running.url}", file=sys.stderr)
     from streams.app import app, settings
 
-    argv = [
-        "worker",
-        "--loglevel",
-        settings.log_level,
-        "--web-port",
-        str(settings.web_port),
-        "--web-bind",
-        settings.web_host,
-        "--web-host",
-        settings.advertised_host or settings.web_host,
-    ]
+    argv = faust_argv(settings, ctx.command.params, ctx.params)
     sys.argv = ["journeystream", *argv]
     app.main()  # Faust's worker command; runs until stopped and exits the process
 
 
-def _process(args: argparse.Namespace) -> int:
-    from streams.process import process_file
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--mapping", help="Column mapping for --format csv (see replay/README.md).")
+@click.option("--partitions", type=click.IntRange(1, 10_000), default=4, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@broker_option("A running broker to use instead of a fresh embedded one")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait, in all, for the workers to process and flush the events.",
+)
+@progress_options
+def process(
+    file: Path,
+    fmt: str,
+    output: Path,
+    mapping: str | None,
+    partitions: int,
+    workers: int,
+    broker: str | None,
+    timeout: float,
+    progress: bool | None,
+    quiet: bool,
+) -> int:
+    """Run FILE through a fresh broker and worker(s), write the outputs.
 
-    summary = process_file(
-        Path(args.file),
-        fmt=args.format,
-        output=Path(args.output),
-        mapping=args.mapping,
-        partitions=args.partitions,
-        workers=args.workers,
-        progress=not args.quiet,
-    )
+    Every output record, and the rows the adapter could not convert, go to --output as JSON
+    lines. Phases: read, produce, processed (by the workers), flush; --timeout bounds the
+    waiting for the workers in all.
+    """
+    from streams.process_run import ProcessTimeout, process_file
+
+    bootstrap = broker_url(broker).split("://", 1)[1].replace(";", ",") if broker else None
+    try:
+        summary = process_file(
+            file,
+            fmt=fmt,
+            output=output,
+            mapping=mapping,
+            partitions=partitions,
+            workers=workers,
+            progress=_progress(progress, quiet),
+            bootstrap=bootstrap,
+            timeout=timeout,
+        )
+    except ProcessTimeout as exc:
+        raise click.ClickException(str(exc)) from exc
     print(summary.describe())
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option("--mapping", help="Column mapping for --format csv (see replay/README.md).")
+@broker_option("The broker (default: JOURNEYSTREAM_BROKER)")
+@click.option("--bootstrap", hidden=True, help="The older name of --broker.")
+@click.option("--topic-prefix", default=None, help="Default: JOURNEYSTREAM_TOPIC_PREFIX.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Pace at N x event time; 0 = as fast as possible.",
+)
+@progress_options
+def replay(
+    file: Path,
+    fmt: str,
+    mapping: str | None,
+    broker: str | None,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    speed: float,
+    progress: bool | None,
+    quiet: bool,
+) -> int:
+    """Produce FILE's events to a running broker (by time, keyed by customer)."""
     from streams.process import replay_file
 
+    settings = _settings(broker or bootstrap, topic_prefix)
     sent = replay_file(
-        Path(args.file),
-        fmt=args.format,
-        bootstrap=args.bootstrap,
-        mapping=args.mapping,
-        speed=args.speed,
-        progress=not args.quiet,
+        file,
+        fmt=fmt,
+        bootstrap=settings.bootstrap_servers,
+        mapping=mapping,
+        speed=speed,
+        progress=_progress(progress, quiet),
+        topic_prefix=settings.topic_prefix,
     )
     print(f"replayed {sent} events")
     return 0
 
 
-def _forget(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("customer_id")
+@click.option("--anonymous", is_flag=True, help="The id is an anonymous id.")
+@broker_option("The broker (default: JOURNEYSTREAM_BROKER)")
+@click.option("--topic-prefix", default=None, help="Default: JOURNEYSTREAM_TOPIC_PREFIX.")
+def forget(customer_id: str, anonymous: bool, broker: str | None, topic_prefix: str | None) -> int:
+    """Remove a customer from every table (tombstones)."""
     import asyncio
 
     import orjson
 
     from streams import topics
     from streams.process import produce_raw
-    from streams.settings import Settings
     from streams.topics import TopicNames
 
-    settings = Settings.from_env()
-    prefix = "a:" if args.anonymous else "c:"
-    key = f"{prefix}{args.customer_id}".encode()
+    settings = _settings(broker, topic_prefix)
+    prefix = "a:" if anonymous else "c:"
+    key = f"{prefix}{customer_id}".encode()
     body = orjson.dumps({"type": "internal", "kind": "forget"})
     topic = TopicNames(settings.topic_prefix)(topics.INTERNAL)
     asyncio.run(produce_raw(settings.bootstrap_servers, [(topic, key, body, None)]))
@@ -109,58 +253,25 @@ def _forget(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+@cli.command()
+@click.option("--no-wait", is_flag=True, help="Exit after the summary.")
+def demo(no_wait: bool) -> int:
+    """Play the demo store through an embedded broker and a worker."""
     from streams.demo import run_demo
 
-    return run_demo(keep_running=not args.no_wait)
-
-
-def parser() -> argparse.ArgumentParser:
-    """The argument parser of the `journeystream` command."""
-    p = argparse.ArgumentParser(prog="journeystream", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    b = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu)")
-    b.add_argument("--port", type=int, default=9092)
-    b.add_argument("--storage", default="memory://tansu/")
-    b.set_defaults(run=_broker)
-
-    w = sub.add_parser("worker", help="run a worker (settings from JOURNEYSTREAM_* env vars)")
-    w.add_argument("--embedded-broker", action="store_true", help="start a broker for it")
-    w.set_defaults(run=_worker)
-
-    formats = ("jsonl", "rees46", "online-retail", "csv")
-    pr = sub.add_parser("process", help="run a file through a fresh broker+worker, write outputs")
-    pr.add_argument("file")
-    pr.add_argument("--format", choices=formats, default="jsonl")
-    pr.add_argument("--output", "-o", required=True)
-    pr.add_argument("--mapping", help="column mapping for --format csv (see replay/README.md)")
-    pr.add_argument("--partitions", type=int, default=4)
-    pr.add_argument("--workers", type=int, default=1)
-    pr.add_argument("--quiet", action="store_true")
-    pr.set_defaults(run=_process)
-
-    r = sub.add_parser("replay", help="produce a file's events to a running broker")
-    r.add_argument("file")
-    r.add_argument("--format", choices=formats, default="jsonl")
-    r.add_argument("--bootstrap", default="127.0.0.1:9092")
-    r.add_argument("--mapping")
-    r.add_argument("--speed", type=float, default=0.0, help="event-time speed-up; 0 = max")
-    r.add_argument("--quiet", action="store_true")
-    r.set_defaults(run=_replay)
-
-    f = sub.add_parser("forget", help="remove a customer from every table (tombstones)")
-    f.add_argument("customer_id")
-    f.add_argument("--anonymous", action="store_true", help="the id is an anonymous id")
-    f.set_defaults(run=_forget)
-
-    d = sub.add_parser("demo", help="play the demo scenario through a broker and a worker")
-    d.add_argument("--no-wait", action="store_true", help="exit after the summary")
-    d.set_defaults(run=_demo)
-    return p
+    return run_demo(keep_running=not no_wait)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `journeystream` console script."""
-    args = parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        result = cli.main(args=argv, prog_name="journeystream", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return 130
+    except SettingsError as exc:
+        print(f"journeystream: SettingsError: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)

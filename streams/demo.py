@@ -295,7 +295,7 @@ def _print_links(worker: WorkerProcess, records: list[Record], keep_running: boo
     print()
     if keep_running:
         print("Send more events to the running worker (default topic names, no prefix):")
-        print(f"  journeystream replay FILE.jsonl --bootstrap {worker.settings.bootstrap_servers}")
+        print(f"  journeystream replay FILE.jsonl --broker {worker.settings.bootstrap_servers}")
         print("Ctrl-C stops the worker and the broker.")
         print()
 

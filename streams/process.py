@@ -1,26 +1,22 @@
-"""`journeystream process` and `replay`: play a file through the broker, wait, collect outputs.
+"""The pieces of `journeystream process` and `replay`: read, produce, wait, collect outputs.
 
-`process` starts an embedded broker and worker(s) with a fresh app id, produces the file's events
-in `occurred_at` order keyed by customer key (all customer events on one input topic: the
-consumer interleaves topics round-robin, so with one topic per type a customer's order could be
-processed before the views and carts that led to it, and the journeys of a replay would depend on
-that interleaving), waits until the positions stored with the state (`streams.applied`) are
-past every produced offset (the produce acks give the exact offsets, so this never trusts the
-broker's reported partition end), flushes the remaining deadlines by advancing event time past
-them, waits again, then reads every output topic and writes one JSON object per line.
+`process` (streams/process_run.py) starts an embedded broker and worker(s) with a fresh app
+id, produces the file's events in `occurred_at` order keyed by customer key (all customer events
+on one input topic: the consumer interleaves topics round-robin, so with one topic per type a
+customer's order could be processed before the views and carts that led to it, and the journeys
+of a replay would depend on that interleaving), waits until the positions stored with the state
+(`streams.applied`) are past every produced offset (the produce acks give the exact offsets, so
+this never trusts the broker's reported partition end), flushes the remaining deadlines by
+advancing event time past them, waits again, then reads every output topic and writes one JSON
+object per line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
-import uuid
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,32 +28,11 @@ from replay.adapters import AdapterRejection, ColumnMapping, read_events, sort_k
 from schemas import contracts
 from streams import topics
 from streams.applied import wait_applied, wait_settled
-from streams.broker import EmbeddedBroker, free_port
 from streams.messages import FLUSH, internal_body
+from streams.progress import Bar
 from streams.recovery import confirmed_ends
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.worker import WorkerProcess
-
-
-@dataclass
-class ProcessSummary:
-    """What a `process` run did."""
-
-    events_in: int = 0
-    adapter_rejections: int = 0
-    outputs: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-    output_path: Path | None = None
-
-    def describe(self) -> str:
-        """Human-readable summary."""
-        kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.outputs.items())) or "none"
-        return (
-            f"processed {self.events_in} events in {self.seconds:.1f}s "
-            f"({self.adapter_rejections} rows the adapter could not convert); "
-            f"outputs: {kinds} -> {self.output_path}"
-        )
 
 
 def wire_key(event: dict[str, Any]) -> bytes:
@@ -82,17 +57,19 @@ def _usable(value: Any) -> str | None:
 
 
 def load_file(
-    path: Path, fmt: str, mapping: str | None
+    path: Path, fmt: str, mapping: str | None, *, progress: bool = False
 ) -> tuple[list[dict[str, Any]], list[AdapterRejection]]:
     """The file's events sorted by occurred_at, and the rows the adapter rejected."""
     column_mapping = ColumnMapping.from_spec(mapping) if mapping else None
     events: list[dict[str, Any]] = []
     rejected: list[AdapterRejection] = []
-    for item in read_events(path, fmt, mapping=column_mapping):
-        if isinstance(item, AdapterRejection):
-            rejected.append(item)
-        else:
-            events.append(item)
+    with Bar("read", None, "rows", progress) as bar:
+        for item in read_events(path, fmt, mapping=column_mapping):
+            if isinstance(item, AdapterRejection):
+                rejected.append(item)
+            else:
+                events.append(item)
+            bar.add()
     events.sort(key=_safe_sort_key)
     return events, rejected
 
@@ -140,6 +117,7 @@ async def produce(
     pending: list[asyncio.Future[Any]] = []
     start_wall = time.monotonic()
     first_ts: float | None = None
+    bar = Bar("produce", len(events), "events", progress)
     try:
         for i, event in enumerate(events):
             if speed > 0:
@@ -156,12 +134,11 @@ async def produce(
             if len(pending) >= 5000:
                 _record(last, await asyncio.gather(*pending))
                 pending.clear()
-                if progress:
-                    _progress(i + 1, len(events))
+                bar.to(i + 1)  # acknowledged
         _record(last, await asyncio.gather(*pending))
-        if progress:
-            _progress(len(events), len(events))
+        bar.to(len(events))
     finally:
+        bar.close()
         await producer.stop()
     return last
 
@@ -188,16 +165,6 @@ def _record(last: dict[TopicPartition, int], metadata: Iterable[Any]) -> None:
     for md in metadata:
         tp = TopicPartition(md.topic, md.partition)
         last[tp] = max(last.get(tp, -1), md.offset)
-
-
-def _progress(done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\r  producing [{bar}] {done}/{total}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
 
 
 async def committed(
@@ -280,72 +247,6 @@ async def read_topics(
         await consumer.stop()
 
 
-def process_file(
-    path: Path,
-    *,
-    fmt: str,
-    output: Path,
-    mapping: str | None = None,
-    partitions: int = 4,
-    workers: int = 1,
-    progress: bool = True,
-    bootstrap: str | None = None,
-    timeout: float = 600.0,
-) -> ProcessSummary:
-    """Run a file through a fresh worker (and broker unless `bootstrap` is given)."""
-    started = time.monotonic()
-    events, rejected = load_file(path, fmt, mapping)
-    broker = None if bootstrap else EmbeddedBroker().start()
-    workdir = Path(tempfile.mkdtemp(prefix="journeystream-process-"))
-    run_id = uuid.uuid4().hex[:8]
-    settings = Settings.from_env(
-        broker=f"kafka://{bootstrap}" if bootstrap else broker.url,  # type: ignore[union-attr]
-        app_id=f"process-{run_id}",
-        topic_prefix=f"p{run_id}.",
-        partitions=partitions,
-        clock="event",
-        data_dir=workdir / "state",
-    )
-    names = TopicNames(settings.topic_prefix)
-    procs: list[WorkerProcess] = []
-    ok = False
-    try:
-        boot = settings.bootstrap_servers
-        all_topics = [
-            *names.inputs(),
-            names(topics.CATALOG),
-            names(topics.INTERNAL),
-            *names.outputs(),
-        ]
-        asyncio.run(create_topics(boot, all_topics, partitions))
-        for i in range(workers):
-            worker_settings = Settings.from_env(
-                **{**_fields(settings), "web_port": free_port(), "data_dir": workdir / f"state-{i}"}
-            )
-            procs.append(WorkerProcess(worker_settings, workdir / f"worker-{i}.log").start())
-        for proc in procs:
-            proc.wait_ready(timeout=90)
-        last = asyncio.run(produce(boot, names, events, progress=progress, one_topic=True))
-        asyncio.run(_drain(boot, settings, names, last, partitions, timeout))
-        records = asyncio.run(read_topics(boot, names.outputs()))
-        summary = write_output(output, records, rejected, path)
-        summary.events_in = len(events)
-        summary.seconds = time.monotonic() - started
-        ok = True
-        return summary
-    finally:
-        for proc in procs:
-            proc.stop()
-        if broker is not None:
-            broker.stop()
-            if ok:
-                broker.discard_logs()
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"journeystream process: logs kept in {workdir}", file=sys.stderr)
-
-
 async def _drain(
     boot: str,
     settings: Settings,
@@ -358,47 +259,15 @@ async def _drain(
     internal = [TopicPartition(names(topics.INTERNAL), p) for p in range(partitions)]
     await wait_applied(boot, settings.app_id, last, timeout)
     await wait_settled(boot, settings.app_id, internal, timeout)
-    flush = internal_body(FLUSH)
-    flushed = await produce_raw(
-        boot, [(tp.topic, b"flush", flush, tp.partition) for tp in internal]
-    )
+    flushed = await send_flush(boot, internal)
     await wait_applied(boot, settings.app_id, flushed, timeout)
     await wait_settled(boot, settings.app_id, internal, timeout)
 
 
-def _fields(settings: Settings) -> dict[str, Any]:
-    return {f: getattr(settings, f) for f in settings.__dataclass_fields__}
-
-
-def write_output(
-    output: Path, records: list[dict[str, Any]], rejected: list[AdapterRejection], source: Path
-) -> ProcessSummary:
-    """Write adapter dead letters and output records (sorted by time, type, id) as JSONL."""
-    now = time.time()
-    lines = [
-        contracts.dead_letter(
-            "adapter_row",
-            r.message,
-            original=r.raw,
-            key=None,
-            topic=str(source.name),
-            partition=None,
-            offset=None,
-            line=r.line,
-            now=now,
-        )
-        for r in rejected
-    ]
-    records = sorted(
-        records, key=lambda r: (r.get("occurred_at", ""), r.get("type", ""), r.get("id", ""))
-    )
-    summary = ProcessSummary(adapter_rejections=len(rejected), output_path=output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "wb") as fh:
-        for record in [*lines, *records]:
-            summary.outputs[record.get("type", "?")] += 1
-            fh.write(orjson.dumps(record) + b"\n")
-    return summary
+async def send_flush(boot: str, internal: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Ask every partition to fire its remaining deadlines (advance event time past them)."""
+    flush = internal_body(FLUSH)
+    return await produce_raw(boot, [(tp.topic, b"flush", flush, tp.partition) for tp in internal])
 
 
 def replay_file(
@@ -412,7 +281,7 @@ def replay_file(
     topic_prefix: str = "",
 ) -> int:
     """Produce a file's events to a running broker; adapter rejections are reported on stderr."""
-    events, rejected = load_file(path, fmt, mapping)
+    events, rejected = load_file(path, fmt, mapping, progress=progress)
     for r in rejected:
         print(f"line {r.line}: {r.message}", file=sys.stderr)
     asyncio.run(

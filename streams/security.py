@@ -29,7 +29,7 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
         return SSLCredentials(ssl_context(settings))
     return SASLCredentials(
         username=settings.sasl_username,
-        password=settings.sasl_password,
+        password=settings.sasl_password.get_secret_value(),
         mechanism=settings.sasl_mechanism,
         ssl_context=ssl_context(settings) if protocol == "SASL_SSL" else None,
     )

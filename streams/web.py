@@ -54,10 +54,10 @@ def authorized(request: HasHeaders) -> bool:
     The token is taken from that header only: a `?token=` query parameter is never accepted
     (URLs end up in access logs, proxies and browser history).
     """
-    if not settings.api_token:
+    if not settings.api_token.get_secret_value():
         return True
     header = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(header, f"Bearer {settings.api_token}".encode())
+    return hmac.compare_digest(header, f"Bearer {settings.api_token.get_secret_value()}".encode())
 
 
 # what a view answers without the token (RFC 6750: 401 with a Bearer challenge)

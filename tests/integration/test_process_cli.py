@@ -274,7 +274,7 @@ def processed(
             "jsonl",
             "--output",
             str(out),
-            "--quiet",
+            "--no-progress",
         ],
         cwd=REPO,
         capture_output=True,
@@ -379,3 +379,32 @@ def test_process_tells_the_sample_story(
     expected_recovered = story.recovered()
     assert set(recovered) <= expected_recovered and max(recovered.values(), default=1) == 1
     assert expected_recovered - story.merged <= set(recovered)  # no race for the others
+
+
+def test_process_timeout_says_how_far_it_got(tmp_path: Path) -> None:
+    # 0.5 s cannot be enough: after the inputs are applied, the internal topic must be seen
+    # settled three times 0.3 s apart (streams.applied.wait_settled) before the flush phase
+    rows = [orjson.loads(line) for line in SAMPLE.read_bytes().splitlines() if line.strip()]
+    customer_events = sum(1 for e in rows if e["type"] != "catalog_item")
+    command = Path(sys.executable).parent / "journeystream"
+    run = subprocess.run(
+        [
+            *(str(command), "process", str(SAMPLE), "-o", str(tmp_path / "out.jsonl")),
+            *("--timeout", "0.5", "--progress"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 1, run.stderr
+    err = run.stderr
+    assert "Error: gave up after 0.5 s (--timeout) waiting for the workers" in err
+    assert "phase 'processed'" in err
+    assert f" of {customer_events} events applied" in err
+    assert f"read {len(rows)} rows (0 not converted), produced {len(rows)} events" in err
+    assert "journeystream process: logs kept in " in err
+    # the bars of the phases it went through (tqdm on stderr, asked for with --progress)
+    assert "produce    : 100%" in err and f"{len(rows)}/{len(rows)}" in err
+    assert "read       : " in err and "processed  : " in err
+    assert not (tmp_path / "out.jsonl").exists()

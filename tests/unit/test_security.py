@@ -65,7 +65,7 @@ def test_a_worker_open_beyond_loopback_needs_a_token(host: str) -> None:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "localhost", "::1", "[::1]"])
 def test_a_loopback_worker_may_run_without_a_token(host: str) -> None:
-    assert Settings.from_env({"JOURNEYSTREAM_WEB_HOST": host}).api_token == ""
+    assert Settings.from_env({"JOURNEYSTREAM_WEB_HOST": host}).api_token.get_secret_value() == ""
 
 
 def test_the_worker_command_refuses_to_start_open_without_a_token(tmp_path: Path) -> None:
