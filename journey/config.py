@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from journey.abandonment import AbandonmentConfig
 
@@ -20,6 +21,10 @@ class JourneyConfig:
     seed_category_views: int = 3
     # segments
     lapsed_after_s: float = 90 * 86400
+    # the operations view: the store's time zone (day, week and month boundaries) and how many
+    # of a customer's most recent active days are kept (journey.activity)
+    timezone: str = "UTC"
+    activity_days: int = 400
     # an event earlier than `last_seen - out_of_order_grace_s` is "out of order"
     out_of_order_grace_s: float = 0.0
     # late events within this much event time of the customer's newest event are re-sequenced:
@@ -58,6 +63,10 @@ class JourneyConfig:
             raise ValueError("price_band_low must be <= price_band_high")
         if self.max_text_len < 32:
             raise ValueError("max_text_len must be >= 32")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from exc
         for name in (
             "seed_category_views",
             "anonymous_id_cap",
@@ -72,6 +81,7 @@ class JourneyConfig:
             "max_recent_purchases",
             "max_purchase_categories",
             "reorder_max_events",
+            "activity_days",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -20,7 +20,7 @@ signature but no rule reads it, so a replay gives exactly the live result):
   each event the segment is first re-evaluated at the event's time (so a lapse is reported, with
   trigger `lapse`, before the event that ends it), then after applying it.
 * Purchase path of a placed order, from the visitor type at the moment of the order
-  (`purchase_path`, the merchant's definitions): a first-visit buyer (new visitor) ->
+  (`visitor_type`, the merchant's definitions): a first-visit buyer (new visitor) ->
   `touch→purchase`; a buyer who visited before (a second session or later) and never bought
   (returning visitor) -> `touch→seed→purchase`; a buyer who bought before -> `repurchase`. A
   cart add, category interest or favourite in the first visit moves the stage to seed (a
@@ -69,6 +69,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, overload
 
+from journey import activity
 from journey import cart as carts
 from journey.cart import Cart, clip
 from journey.config import DEFAULT_CONFIG, JourneyConfig
@@ -140,11 +141,11 @@ MERGED: dict[str, str] = {
     REPURCHASE: MERGED_REPURCHASE,
 }
 
-# purchase paths, by the visitor type at the moment of the order
-PATH_DIRECT = "touch→purchase"
-PATH_SEEDED = "touch→seed→purchase"
-PATH_REPURCHASE = "repurchase"
-PATHS = (PATH_DIRECT, PATH_SEEDED, PATH_REPURCHASE)
+# purchase paths, by the visitor type at the moment of the order (journey.activity)
+PATH_DIRECT = activity.PATH_DIRECT
+PATH_SEEDED = activity.PATH_SEEDED
+PATH_REPURCHASE = activity.PATH_REPURCHASE
+PATHS = activity.PATHS
 
 # segments
 NEW_VISITOR = "new_visitor"
@@ -231,6 +232,7 @@ class CustomerJourney:
     recent_purchases: dict[str, float] = field(default_factory=dict)
     new_parent: bool = False
     favourites: dict[str, list[Any]] = field(default_factory=dict)
+    activity: dict[str, list[Any]] = field(default_factory=dict)  # journey.activity
 
     @property
     def average_order_value(self) -> float | None:
@@ -303,6 +305,7 @@ class CustomerJourney:
             "recent_purchases": dict(self.recent_purchases),
             "new_parent": self.new_parent,
             "favourites": dict(self.favourites),
+            "activity": {day: list(entry) for day, entry in self.activity.items()},
         }
 
     @classmethod
@@ -341,6 +344,7 @@ class CustomerJourney:
             recent_purchases={k: float(v) for k, v in (g("recent_purchases") or {}).items()},
             new_parent=bool(g("new_parent", False)),
             favourites={k: list(v) for k, v in (g("favourites") or {}).items()},
+            activity=activity.from_dict(g("activity")),
         )
 
 
@@ -348,11 +352,15 @@ class CustomerJourney:
 # public functions
 
 
-def purchase_path(j: CustomerJourney) -> str:
-    """The path of an order placed now: by the visitor type, before the order is counted."""
+def visitor_type(j: CustomerJourney) -> str:
+    """The seed's group of the customer now: bought before (customer or lapsed), else by visits.
+
+    Read after the event's session was counted and before its order is: `j.segment` then holds
+    the segment re-evaluated at the event's time, `lapsed` included.
+    """
     if j.orders_placed or j.stage in BUYER_STAGES:
-        return PATH_REPURCHASE
-    return PATH_SEEDED if j.sessions >= 2 else PATH_DIRECT
+        return LAPSED if j.segment == LAPSED else CUSTOMER
+    return RETURNING_VISITOR if j.sessions >= 2 else NEW_VISITOR
 
 
 def segment_at(state: CustomerJourney | None, now: float, config: JourneyConfig) -> str | None:
@@ -456,6 +464,10 @@ def apply(
     anon = event.anonymous_id
     if anon is not None and anon != j.anonymous_id:
         j.anonymous_id = clip(anon, cap)
+    visitor = visitor_type(j)
+    day = activity.day_of(t, config.timezone)
+    returned = RETURN_VISIT in triggers and not j.orders_placed
+    activity.visit(j.activity, day, visitor, returned_unbought=returned, keep=config.activity_days)
 
     if cls is PageView:
         assert isinstance(event, PageView)
@@ -465,8 +477,9 @@ def apply(
         _cart(j, event, t, late, triggers, config)
     else:
         assert isinstance(event, Order)
-        path = purchase_path(j)
+        path = activity.PATH_OF[visitor]
         _order(j, event, t, config)
+        activity.order(j.activity, day, visitor, event.total)
         triggers.append(ORDER_PLACED)
 
     for trigger in triggers:
@@ -587,6 +600,7 @@ def merge(
         t.recent_purchases, s.recent_purchases, config.max_recent_purchases
     )
     t.new_parent = t.new_parent or s.new_parent
+    t.activity = activity.merge(t.activity, s.activity, config.activity_days)
     t.cart = carts.merge(t.cart, s.cart, t.recent_purchases, config.max_cart_lines)
 
     t.stage = merged_stage(t.stage, s.stage, t.orders_placed)

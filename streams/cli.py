@@ -145,6 +145,19 @@ def worker(ctx: click.Context, embedded_broker: bool, broker: str | None, **faus
     show_default=True,
     help="Seconds to wait, in all, for the workers to process and flush the events.",
 )
+@click.option(
+    "--kpis",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the operations view (per day, week, month and group) as JSON here.",
+)
+@click.option(
+    "--timezone",
+    "store_timezone",
+    default="UTC",
+    show_default=True,
+    help="The store's time zone for the day, week and month boundaries (IANA name).",
+)
 @progress_options
 def process(
     file: Path,
@@ -155,6 +168,8 @@ def process(
     workers: int,
     broker: str | None,
     timeout: float,
+    kpis: Path | None,
+    store_timezone: str,
     progress: bool | None,
     quiet: bool,
 ) -> int:
@@ -178,6 +193,8 @@ def process(
             progress=_progress(progress, quiet),
             bootstrap=bootstrap,
             timeout=timeout,
+            kpis=kpis,
+            store_timezone=store_timezone,
         )
     except ProcessTimeout as exc:
         raise click.ClickException(str(exc)) from exc

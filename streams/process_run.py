@@ -28,9 +28,11 @@ from aiokafka import TopicPartition
 
 from replay.adapters import AdapterRejection
 from schemas import contracts
+from streams import kpis as operations
 from streams import topics
 from streams.applied import AppliedPositions, changelog_name, wait_applied, wait_settled
 from streams.broker import EmbeddedBroker, free_port
+from streams.changelog import latest_changelog
 from streams.process import create_topics, load_file, produce, read_topics, send_flush
 from streams.progress import Bar
 from streams.settings import Settings
@@ -75,8 +77,15 @@ def process_file(
     progress: bool = True,
     bootstrap: str | None = None,
     timeout: float = 600.0,
+    kpis: Path | None = None,
+    store_timezone: str = "UTC",
 ) -> ProcessSummary:
-    """Run a file through fresh workers (and broker unless `bootstrap` is given)."""
+    """Run a file through fresh workers (and broker unless `bootstrap` is given).
+
+    With `kpis`, the operations view of the replayed data (every day, week and month) is
+    written there as JSON: counted from the customer states as a restore of the changelog
+    holds them after the run, with the code that serves `/kpis`.
+    """
     started = time.monotonic()
     events, rejected = load_file(path, fmt, mapping, progress=progress)
     broker = None if bootstrap else EmbeddedBroker().start()
@@ -89,6 +98,7 @@ def process_file(
         partitions=partitions,
         clock="event",
         data_dir=workdir / "state",
+        store_timezone=store_timezone,
     )
     names = TopicNames(settings.topic_prefix)
     procs: list[WorkerProcess] = []
@@ -120,6 +130,14 @@ def process_file(
         with Bar("collect", None, "records", progress) as bar:
             records = asyncio.run(read_topics(boot, names.outputs()))
             bar.to(len(records))
+        if kpis is not None:
+            with Bar("kpis", None, "customers", progress) as bar:
+                states = asyncio.run(
+                    latest_changelog(boot, changelog_name(settings.app_id), partitions)
+                )
+                bar.to(len(states))
+                view = operations.view(states.items(), settings.store_timezone)
+                kpis.write_bytes(orjson.dumps(view, option=orjson.OPT_INDENT_2) + b"\n")
         summary = write_output(output, records, rejected, path)
         summary.events_in = len(events)
         summary.seconds = time.monotonic() - started

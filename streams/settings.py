@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +85,8 @@ class Settings(BaseSettings):
     session_gap_s: float = Field(1800.0, gt=0)
     seed_category_views: int = Field(3, ge=1)
     lapsed_after_s: float = Field(90 * 86400.0, gt=0)
+    # the store's time zone: day, week and month boundaries of the operations view (IANA name)
+    store_timezone: str = "UTC"
     anonymous_id_cap: int = Field(5, ge=0)
     dedupe_window_s: float = Field(86400.0, ge=0)
     cart_abandon_delay_s: float = Field(3600.0, gt=0)
@@ -121,6 +124,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("store_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name, e.g. Asia/Shanghai or UTC") from None
+        return value
 
     @field_validator("broker")
     @classmethod
@@ -172,6 +184,7 @@ class Settings(BaseSettings):
             session_gap_s=settings.session_gap_s,
             seed_category_views=settings.seed_category_views,
             lapsed_after_s=settings.lapsed_after_s,
+            timezone=settings.store_timezone,
             anonymous_id_cap=settings.anonymous_id_cap,
             dedupe_window_s=settings.dedupe_window_s,
             reorder_window_s=settings.reorder_window_s,

@@ -14,10 +14,11 @@ from aiohttp import web as aiohttp_web
 from faust import web
 from faust.exceptions import SameNode
 
+from journey.figures import PERIODS
 from journey.kpis import operations_view
 from journey.stages import SEGMENTS, CustomerJourney, profile
 from recommend.uplift import experiment_report
-from streams import metrics
+from streams import kpis, metrics
 from streams.agents.customers import input_channel, journey_config
 from streams.agents.partitions import deadlines
 from streams.app import app, settings
@@ -215,6 +216,28 @@ class Segments(web.View):
             tp.partition for tp in app.consumer.assignment() if tp.topic == input_channel.topics[0]
         )
         return self.bytes(orjson.dumps(view), content_type="application/json")
+
+
+@app.page("/kpis")
+class Kpis(web.View):
+    """The operations view per day, week or month over this worker's partitions."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """`?period=day|week|month&from=YYYY-MM-DD&to=YYYY-MM-DD` (default: all three, all)."""
+        if not authorized(request):
+            return self.error(*UNAUTHORIZED)
+        period = request.query.get("period")
+        if period is not None and period not in PERIODS:
+            return self.error(400, f"period must be one of {', '.join(PERIODS)}")
+        body = kpis.view(
+            customer_table.local_items(),
+            settings.store_timezone,
+            (period,) if period else PERIODS,
+            start=request.query.get("from"),
+            end=request.query.get("to"),
+        )
+        body["partitions"] = customer_table.local_partitions()
+        return self.bytes(orjson.dumps(body), content_type="application/json")
 
 
 def experiments_now() -> dict[str, Any]:

@@ -160,6 +160,17 @@ def local_states() -> Iterator[CustomerState]:
             yield CustomerState.from_dict(orjson.loads(raw))
 
 
+def local_partitions() -> list[int]:
+    """The partitions whose databases this worker holds."""
+    return sorted(customers.data._dbs)
+
+
+def local_items() -> Iterator[tuple[bytes, bytes]]:
+    """Every customer (key, value) stored on this worker; for views, not the hot path."""
+    for partition in local_partitions():
+        yield from store.items(partition)
+
+
 def partition_items(partition: int) -> list[tuple[bytes, bytes]]:
     """All customer (key, value) pairs stored locally for one partition."""
     return list(store.items(partition))

@@ -70,6 +70,25 @@ def test_segments_counts_and_token(deployment: Any) -> None:
     assert view_["return_visits_never_purchased"] == 1
     assert view_["revenue"] == 20.0
 
+    # the operations view of the day, over this worker's partitions (all of them here)
+    assert get(worker.base_url + "/kpis", None)[0] == 401
+    assert get(worker.base_url + "/kpis?period=year", TOKEN)[0] == 400
+    status, kpis = get(worker.base_url + "/kpis?period=day&from=2026-11-02&to=2026-11-02", TOKEN)
+    assert status == 200 and set(kpis) == {"timezone", "day", "partitions"}
+    (today,) = kpis["day"]
+    assert today["period"] == "2026-11-02"
+    groups = {g: (f["visitors"], f["buyers"]) for g, f in today["groups"].items()}
+    # "back" visited twice that day: its first activity was as a new visitor
+    assert groups == {
+        "new_visitor": (3, 1),
+        "returning_visitor": (0, 0),
+        "customer": (0, 0),
+        "lapsed": (0, 0),
+    }
+    assert today["never_purchased_return_visits"] == 1
+    assert today["all"]["revenue"] == 20.0 and today["identified_share"] == 1.0
+    assert get(worker.base_url + "/kpis?period=day&from=2026-11-03", TOKEN)[1]["day"] == []
+
     status, prof = get(worker.base_url + "/customers/back", TOKEN)
     assert status == 200 and prof["profile"]["segment"] == "returning_visitor"
     assert get(worker.base_url + "/customers/nobody", TOKEN)[0] == 404

@@ -33,10 +33,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from journey.figures import PERIODS
+from streams import kpis as operations
 from streams import topics
+from streams.changelog import latest_changelog
 from streams.process import _drain, produce
 from streams.recovery import confirmed_ends
-from streams.tables.state import restored
 from tests.reliability.reference import (
     ABANDONMENT_TYPES,
     ID_TOPICS,
@@ -142,35 +144,6 @@ async def read_all(
     return records
 
 
-async def latest_changelog(
-    bootstrap: str, topic: str, partitions: int = PARTITIONS, confirm_timeout: float = 5.0
-) -> dict[str, dict[str, Any]]:
-    """What a restore of each changelog partition yields (`streams.tables.state.restored`).
-
-    The latest value of each customer key, without the writes of a worker that had lost the
-    partition (after the new owner's marker), tombstoned keys or the reserved `__faust` keys.
-    """
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    ends = await confirmed_ends(bootstrap, tps, timeout=confirm_timeout)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    records: dict[TopicPartition, list[tuple[bytes, bytes | None, Any]]] = {tp: [] for tp in tps}
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            for tp, msgs in batch.items():
-                records[tp].extend((m.key or b"", m.value, m.headers) for m in msgs)
-    finally:
-        await consumer.stop()
-    return {
-        key.decode(): orjson.loads(value)
-        for tp in tps
-        for key, value in restored(records[tp]).items()
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # the comparison
 
@@ -221,11 +194,14 @@ class Verification:
     abandonment: IdCheck = field(default_factory=IdCheck)
     recommendation: IdCheck = field(default_factory=IdCheck)
     late_dead_letters: int = 0
+    # periods (e.g. "day 2026-11-02") whose operations view differs from the reference's
+    kpi_periods: int = 0
+    kpi_differing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (
-            not (self.differing or self.missing_keys or self.extra_keys)
+            not (self.differing or self.missing_keys or self.extra_keys or self.kpi_differing)
             and self.abandonment.ok
             and self.recommendation.ok
         )
@@ -252,6 +228,11 @@ class Verification:
                 )
             if ids.conflicting:
                 out.append(f"{name} ids with differing records: {ids.conflicting[:3]}")
+        if self.kpi_differing:
+            out.append(
+                f"operations view: {len(self.kpi_differing)} of {self.kpi_periods} periods differ"
+                f" from the reference's, e.g. {self.kpi_differing[:3]}"
+            )
         return out
 
 
@@ -274,7 +255,21 @@ def compare(
     recommendation = [
         r for t in (topics.GOODS_FIND_PEOPLE, topics.DISCOUNT_TRIGGERS) for r in outputs.get(t, [])
     ]
+    expected_kpis = operations.view(ref.states.items(), "UTC")
+    actual_kpis = operations.view(latest.items(), "UTC")
+    kpi_periods = [(p, f) for p in PERIODS for f in expected_kpis[p]]
+    actual_periods = {(p, f["period"]): f for p in PERIODS for f in actual_kpis[p]}
+    kpi_differing = [
+        f"{p} {f['period']}" for p, f in kpi_periods if actual_periods.get((p, f["period"])) != f
+    ]
+    kpi_differing += [
+        f"{p} {k} (not in the reference)"
+        for p, k in actual_periods
+        if not any(p == q and k == f["period"] for q, f in kpi_periods)
+    ]
     return Verification(
+        kpi_periods=len(kpi_periods),
+        kpi_differing=kpi_differing,
         customers=states.compared,
         differing=states.differing,
         differing_fields=dict(fields),

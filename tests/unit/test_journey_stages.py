@@ -882,13 +882,15 @@ SMALL = JourneyConfig(
     max_recent_purchases=4,
     max_purchase_categories=3,
     max_text_len=32,
+    activity_days=4,
 )
 # SMALL bound, by hand: each stored text <= 32 chars (34 with quotes), numbers <= 25 chars.
 # session + view categories + purchase categories: 3 * 3 * (34 + 1 + 25 + 1) = 549
 # recent views 4 * (34 + 1 + [34, 25, 25] 90) = 500; cart 4 * (35 + [25, 25, 34, 25] 115) = 600
 # recent orders 3 * (35 + [6 numbers] 160) = 585; recent purchases 4 * (35 + 26) = 244
 # scalars (keys, ids, 3 texts, ~20 numbers): 600 + 3 * 34 + 20 * 25 = 1202. Total < 3700.
-SMALL_BOUND = 3700
+# activity: 4 days * ("YYYY-MM-DD" 12 + 1 + ["returning_visitor" 19, 6 numbers * 26] 178) = 764
+SMALL_BOUND = 3700 + 764
 
 texts = st.text(alphabet="abcxyzé/", min_size=1, max_size=60)
 prices = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -941,6 +943,7 @@ def test_state_stays_bounded_and_outputs_valid(events: list[CustomerEvent]) -> N
             assert len(j.cart) <= 4
             assert len(j.recent_orders) <= 3
             assert len(j.recent_purchases) <= 4
+            assert len(j.activity) <= 4
             assert len(orjson.dumps(j.to_dict())) < SMALL_BOUND
             assert j.orders >= 0
     assert j is None or CustomerJourney.from_dict(orjson.loads(orjson.dumps(j.to_dict()))) == j
