@@ -131,7 +131,8 @@ def process_file(
         with Bar("collect", None, "records", progress) as bar:
             records = asyncio.run(read_topics(boot, names.outputs()))
             bar.to(len(records))
-        summary = write_output(output, records, rejected, path)
+        payload = settings.dead_letter_payload
+        summary = write_output(output, records, rejected, path, payload=payload)
         summary.events_in = len(events)
         summary.seconds = time.monotonic() - started
         ok = True
@@ -253,7 +254,12 @@ class Phase:
 
 
 def write_output(
-    output: Path, records: list[dict[str, Any]], rejected: list[AdapterRejection], source: Path
+    output: Path,
+    records: list[dict[str, Any]],
+    rejected: list[AdapterRejection],
+    source: Path,
+    *,
+    payload: str = "original",
 ) -> ProcessSummary:
     """Write adapter dead letters and output records (sorted by time, type, id) as JSONL."""
     now = time.time()
@@ -268,6 +274,7 @@ def write_output(
             offset=None,
             line=r.line,
             now=now,
+            payload=payload,
         )
         for r in rejected
     ]
