@@ -552,6 +552,11 @@ def encode(event: Event) -> bytes:
 # ------------------------------------------------------------------------------ dead letters
 
 
+# JOURNEYSTREAM_DEAD_LETTER_PAYLOAD: keep the original bytes, or only their sha256 and length
+DEAD_LETTER_PAYLOADS: Final = ("original", "hash")
+DEAD_LETTER_HASH_VERSION: Final = "1-0-1"
+
+
 def dead_letter(
     category: str,
     message: str,
@@ -563,8 +568,11 @@ def dead_letter(
     offset: int | None,
     line: int | None = None,
     now: float,
+    payload: str = "original",
 ) -> dict[str, Any]:
-    """A dead_letter record (schema dead_letter/1-0-0) with a deterministic id."""
+    """A dead_letter record (1-0-0; 1-0-1 with payload "hash") with a deterministic id."""
+    if payload not in DEAD_LETTER_PAYLOADS:
+        raise ValueError(f"unknown dead-letter payload {payload!r}")
     if category not in DEAD_LETTER_CATEGORIES:
         raise ValueError(f"unknown dead-letter category {category!r}")
     if offset is not None:
@@ -577,7 +585,7 @@ def dead_letter(
     source: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset}
     if line is not None:
         source["line"] = line
-    return {
+    record: dict[str, Any] = {
         "type": "dead_letter",
         "version": CURRENT_VERSION,
         "id": hashlib.sha1(parts, usedforsecurity=False).hexdigest()[:20],
@@ -588,3 +596,11 @@ def dead_letter(
         "original_key_b64": None if key is None else base64.b64encode(key).decode("ascii"),
         "occurred_at": format_time(now),
     }
+    if payload == "hash":  # the bytes' sha256 and length instead of the bytes (1-0-1)
+        record["version"] = DEAD_LETTER_HASH_VERSION
+        record["original_b64"] = None
+        record["original_sha256"] = (
+            None if original is None else hashlib.sha256(original).hexdigest()
+        )
+        record["original_length"] = None if original is None else len(original)
+    return record

@@ -229,13 +229,14 @@ def replay(
     quiet: bool,
 ) -> int:
     """Produce FILE's events to a running broker (by time, keyed by customer)."""
+    from streams.clients import Connection
     from streams.process import replay_file
 
     settings = _settings(broker or bootstrap, topic_prefix)
     sent = replay_file(
         file,
         fmt=fmt,
-        bootstrap=settings.bootstrap_servers,
+        bootstrap=Connection.of(settings),
         mapping=mapping,
         speed=speed,
         progress=_progress(progress, quiet),
@@ -250,23 +251,33 @@ def replay(
 @click.option("--anonymous", is_flag=True, help="The id is an anonymous id.")
 @broker_option("The broker (default: JOURNEYSTREAM_BROKER)")
 @click.option("--topic-prefix", default=None, help="Default: JOURNEYSTREAM_TOPIC_PREFIX.")
-def forget(customer_id: str, anonymous: bool, broker: str | None, topic_prefix: str | None) -> int:
-    """Remove a customer from every table (tombstones)."""
+@click.option(
+    "--count",
+    is_flag=True,
+    help="Also count the records keyed by this customer on the output and dead-letter topics "
+    "(reads them up to their current end).",
+)
+def forget(
+    customer_id: str, anonymous: bool, broker: str | None, topic_prefix: str | None, count: bool
+) -> int:
+    """Remove a customer from every table (tombstones); say what stays on the topics."""
     import asyncio
 
-    import orjson
-
-    from streams import topics
-    from streams.process import produce_raw
+    from streams.clients import Connection
+    from streams.forget import Report, count_keyed, kept_topics, retention_ms, send_forget
     from streams.topics import TopicNames
 
     settings = _settings(broker, topic_prefix)
+    conn = Connection.of(settings)
+    names = TopicNames(settings.topic_prefix)
     prefix = "a:" if anonymous else "c:"
     key = f"{prefix}{customer_id}".encode()
-    body = orjson.dumps({"type": "internal", "kind": "forget"})
-    topic = TopicNames(settings.topic_prefix)(topics.INTERNAL)
-    asyncio.run(produce_raw(settings.bootstrap_servers, [(topic, key, body, None)]))
+    topic = asyncio.run(send_forget(conn, names, key))
     print(f"forget sent for {prefix}<id> to {topic}")  # the id itself is not echoed to logs
+    kept = kept_topics(names)
+    retention = asyncio.run(retention_ms(conn, kept))
+    counts = asyncio.run(count_keyed(conn, kept, key)) if count else None
+    print("\n".join(Report(f"{prefix}<id>", retention, counts).lines(names)))
     return 0
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 
 from replay.adapters import AdapterRejection, ColumnMapping, read_events, sort_key
 from schemas import contracts
 from streams import topics
 from streams.applied import wait_applied, wait_settled
+from streams.clients import Connection, connect
 from streams.messages import FLUSH, internal_body
 from streams.progress import Bar
 from streams.recovery import confirmed_ends
@@ -81,13 +82,15 @@ def _safe_sort_key(event: dict[str, Any]) -> float:
         return float("-inf")  # unparsable times go first; the worker dead-letters them
 
 
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+async def create_topics(
+    bootstrap: str | Connection, names: Iterable[str], partitions: int, replication: int = 1
+) -> None:
     """Create topics (ignoring ones that exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = connect(bootstrap).admin()
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        new = [NewTopic(n, partitions, replication) for n in names if n not in existing]
         if new:
             await admin.create_topics(new)
     finally:
@@ -95,7 +98,7 @@ async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -
 
 
 async def produce(
-    bootstrap: str,
+    bootstrap: str | Connection,
     names: TopicNames,
     events: list[dict[str, Any]],
     *,
@@ -109,9 +112,7 @@ async def produce(
     all input topics alike), so each customer's events are consumed in produce order.
     Returns the highest acknowledged offset per partition.
     """
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_048_576, acks="all"
-    )
+    producer = connect(bootstrap).producer(linger_ms=5, max_batch_size=1_048_576, acks="all")
     await producer.start()
     last: dict[TopicPartition, int] = {}
     pending: list[asyncio.Future[Any]] = []
@@ -144,10 +145,10 @@ async def produce(
 
 
 async def produce_raw(
-    bootstrap: str, sends: list[tuple[str, bytes | None, bytes | None, int | None]]
+    bootstrap: str | Connection, sends: list[tuple[str, bytes | None, bytes | None, int | None]]
 ) -> dict[TopicPartition, int]:
     """Produce raw (topic, key, value, partition) messages; highest offset per partition."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = connect(bootstrap).producer(acks="all")
     await producer.start()
     try:
         futures = [
@@ -168,15 +169,13 @@ def _record(last: dict[TopicPartition, int], metadata: Iterable[Any]) -> None:
 
 
 async def committed(
-    bootstrap: str, group: str, tps: Iterable[TopicPartition]
+    bootstrap: str | Connection, group: str, tps: Iterable[TopicPartition]
 ) -> dict[TopicPartition, int]:
     """The consumer group's committed offsets for `tps` (-1 where nothing is committed).
 
     Uses a consumer's OffsetFetch (the admin client's variant is not understood by Tansu).
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
+    consumer = connect(bootstrap).consumer(group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         offsets = {tp: await consumer.committed(tp) for tp in tps}
@@ -186,7 +185,7 @@ async def committed(
 
 
 async def wait_committed(
-    bootstrap: str, group: str, targets: dict[TopicPartition, int], timeout: float
+    bootstrap: str | Connection, group: str, targets: dict[TopicPartition, int], timeout: float
 ) -> None:
     """Wait until the group committed past each target offset (target = last offset produced).
 
@@ -208,11 +207,11 @@ async def wait_committed(
 
 
 async def read_topics(
-    bootstrap: str, names: list[str], settle: float = 1.0
+    bootstrap: str | Connection, names: list[str], settle: float = 1.0
 ) -> list[dict[str, Any]]:
     """Every record of the topics, read until the ends are reached and stable."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    conn = connect(bootstrap)
+    consumer = conn.consumer(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -238,7 +237,7 @@ async def read_topics(
             if batch:
                 quiet_since = time.monotonic()
                 continue
-            ends = await confirmed_ends(bootstrap, tps)
+            ends = await confirmed_ends(conn.bootstrap, tps, **conn.options)
             positions = {tp: await consumer.position(tp) for tp in ends}
             at_end = all(positions[tp] >= end for tp, end in ends.items())
             if at_end and time.monotonic() - quiet_since >= settle:
@@ -264,7 +263,9 @@ async def _drain(
     await wait_settled(boot, settings.app_id, internal, timeout)
 
 
-async def send_flush(boot: str, internal: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def send_flush(
+    boot: str | Connection, internal: list[TopicPartition]
+) -> dict[TopicPartition, int]:
     """Ask every partition to fire its remaining deadlines (advance event time past them)."""
     flush = internal_body(FLUSH)
     return await produce_raw(boot, [(tp.topic, b"flush", flush, tp.partition) for tp in internal])
@@ -274,7 +275,7 @@ def replay_file(
     path: Path,
     *,
     fmt: str,
-    bootstrap: str,
+    bootstrap: str | Connection,
     mapping: str | None = None,
     speed: float = 0.0,
     progress: bool = True,

@@ -30,13 +30,15 @@ from replay.adapters import AdapterRejection
 from schemas import contracts
 from streams import kpis as operations
 from streams import topics
-from streams.applied import AppliedPositions, changelog_name, wait_applied, wait_settled
+from streams.applied import AppliedPositions, changelog_name
 from streams.broker import EmbeddedBroker, free_port
 from streams.changelog import latest_changelog
+from streams.clients import Connection
 from streams.process import create_topics, load_file, produce, read_topics, send_flush
 from streams.progress import Bar
 from streams.settings import Settings
 from streams.topics import TopicNames
+from streams.waits import wait_applied, wait_settled
 from streams.worker import WorkerProcess
 
 POLL_S = 0.5  # how often a bar of the worker's progress reads the applied positions
@@ -82,19 +84,24 @@ def process_file(
 ) -> ProcessSummary:
     """Run a file through fresh workers (and broker unless `bootstrap` is given).
 
-    With `kpis`, the operations view of the replayed data (every day, week and month) is
-    written there as JSON: counted from the customer states as a restore of the changelog
-    holds them after the run, with the code that serves `/kpis`.
+    On a given broker the clients and workers use the JOURNEYSTREAM_* security settings (TLS,
+    SASL) and the topics are named under JOURNEYSTREAM_TOPIC_PREFIX; the embedded broker is
+    plaintext. With `kpis`, the operations view of the replayed data (every day, week and
+    month) is written there as JSON: counted from the customer states as a restore of the
+    changelog holds them after the run, with the code that serves `/kpis`.
     """
     started = time.monotonic()
     events, rejected = load_file(path, fmt, mapping, progress=progress)
+    base = Settings.from_env()
     broker = None if bootstrap else EmbeddedBroker().start()
     workdir = Path(tempfile.mkdtemp(prefix="journeystream-process-"))
     run_id = uuid.uuid4().hex[:8]
+    secured = {} if bootstrap else {"security_protocol": "PLAINTEXT"}
     settings = Settings.from_env(
         broker=f"kafka://{bootstrap}" if bootstrap else broker.url,  # type: ignore[union-attr]
         app_id=f"process-{run_id}",
-        topic_prefix=f"p{run_id}.",
+        topic_prefix=f"{base.topic_prefix}p{run_id}.",
+        **secured,
         partitions=partitions,
         clock="event",
         data_dir=workdir / "state",
@@ -104,14 +111,15 @@ def process_file(
     procs: list[WorkerProcess] = []
     ok = False
     try:
-        boot = settings.bootstrap_servers
+        boot = Connection.of(settings)
         all_topics = [
             *names.inputs(),
             names(topics.CATALOG),
             names(topics.INTERNAL),
             *names.outputs(),
         ]
-        asyncio.run(create_topics(boot, all_topics, partitions))
+        replication = settings.changelog_replication_factor
+        asyncio.run(create_topics(boot, all_topics, partitions, replication))
         for i in range(workers):
             worker_settings = dataclasses.replace(
                 settings, web_port=free_port(), data_dir=workdir / f"state-{i}"
@@ -132,13 +140,15 @@ def process_file(
             bar.to(len(records))
         if kpis is not None:
             with Bar("kpis", None, "customers", progress) as bar:
+                changelog = changelog_name(settings.app_id)
                 states = asyncio.run(
-                    latest_changelog(boot, changelog_name(settings.app_id), partitions)
+                    latest_changelog(boot.bootstrap, changelog, partitions, **boot.options)
                 )
                 bar.to(len(states))
                 view = operations.view(states.items(), settings.store_timezone)
                 kpis.write_bytes(orjson.dumps(view, option=orjson.OPT_INDENT_2) + b"\n")
-        summary = write_output(output, records, rejected, path)
+        payload = settings.dead_letter_payload
+        summary = write_output(output, records, rejected, path, payload=payload)
         summary.events_in = len(events)
         summary.seconds = time.monotonic() - started
         ok = True
@@ -157,7 +167,7 @@ def process_file(
 
 
 async def drain(
-    boot: str,
+    boot: Connection,
     app_id: str,
     names: TopicNames,
     last: dict[TopicPartition, int],
@@ -202,7 +212,7 @@ def applied(
 class Phase:
     """One waiting phase: its bar follows the applied positions; a timeout says how far."""
 
-    boot: str
+    boot: Connection
     app_id: str
     timeout: float
     bar: Bar
@@ -228,13 +238,17 @@ class Phase:
             self.bar.to(self.bar.total or 0)
 
     async def _watch(self) -> None:
-        async with AppliedPositions(self.boot, changelog_name(self.app_id)) as positions:
+        async with AppliedPositions(
+            self.boot.bootstrap, changelog_name(self.app_id), **self.boot.options
+        ) as positions:
             while True:
                 await self._read(positions)
                 await asyncio.sleep(POLL_S)
 
     async def _poll(self) -> None:
-        async with AppliedPositions(self.boot, changelog_name(self.app_id)) as positions:
+        async with AppliedPositions(
+            self.boot.bootstrap, changelog_name(self.app_id), **self.boot.options
+        ) as positions:
             await self._read(positions)
 
     async def _read(self, positions: AppliedPositions) -> None:
@@ -256,7 +270,12 @@ class Phase:
 
 
 def write_output(
-    output: Path, records: list[dict[str, Any]], rejected: list[AdapterRejection], source: Path
+    output: Path,
+    records: list[dict[str, Any]],
+    rejected: list[AdapterRejection],
+    source: Path,
+    *,
+    payload: str = "original",
 ) -> ProcessSummary:
     """Write adapter dead letters and output records (sorted by time, type, id) as JSONL."""
     now = time.time()
@@ -271,6 +290,7 @@ def write_output(
             offset=None,
             line=r.line,
             now=now,
+            payload=payload,
         )
         for r in rejected
     ]

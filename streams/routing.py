@@ -9,6 +9,7 @@ from faust.types import Message
 
 from schemas import contracts
 from streams import metrics, topics
+from streams.app import settings
 from streams.app import topics as names
 
 Send = tuple[str, bytes, bytes]
@@ -87,6 +88,7 @@ def dead_letter(msg: Message, category: str, reason: str, now: float) -> Send:
         partition=msg.partition,
         offset=msg.offset,
         now=now,
+        payload=settings.dead_letter_payload,
     )
     metrics.labelled(metrics.DEAD_LETTERS, category).inc()
     return (names(topics.DEAD_LETTERS), msg.key or b"", orjson.dumps(record))

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    # dead letters keep the original bytes (base64), or only their sha256 and length (hash)
+    dead_letter_payload: Literal["original", "hash"] = "original"
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"  # Faust's --loglevel
     # broker/consumer timing, tuned for fast start and low latency on a small cluster
     session_timeout_s: float = Field(6.0, gt=0)

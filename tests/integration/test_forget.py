@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams import topics
 from streams.applied import wait_applied
 from streams.process import produce
 from streams.recovery import confirmed_ends
@@ -49,6 +50,24 @@ async def latest_values(bootstrap: str, topic: str, partitions: int) -> dict[byt
     return latest
 
 
+async def keyed(bootstrap: str, topic: str, partitions: int, key: bytes) -> int:
+    """Records keyed `key` on a topic, read by the test itself."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = await confirmed_ends(bootstrap, tps)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    found = 0
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            for msgs in (await consumer.getmany(timeout_ms=300)).values():
+                found += sum(1 for m in msgs if m.key == key)
+    finally:
+        await consumer.stop()
+    return found
+
+
 def test_forget_removes_customer_and_merged_anonymous_history(deployment: Any) -> None:
     d = deployment(partitions=2, clock="event")
     worker = d.start_worker()
@@ -76,6 +95,22 @@ def test_forget_removes_customer_and_merged_anonymous_history(deployment: Any) -
             **base,
         },
         {
+            "type": "order",
+            "event_id": "f4",
+            "occurred_at": "2026-11-02T10:03:00+00:00",
+            "customer_id": "gone",
+            "action": "placed",
+            "order_id": "o-gone",
+            "lines": [{"product_id": "p1", "quantity": 1, "unit_price": 5.0, "category": "home"}],
+            "total": 5.0,
+        },
+        {  # no product: a dead letter keyed c:gone
+            "type": "page_view",
+            "event_id": "f5",
+            "occurred_at": "2026-11-02T10:04:00+00:00",
+            "customer_id": "gone",
+        },
+        {
             "type": "page_view",
             "event_id": "k1",
             "occurred_at": "2026-11-02T10:02:00+00:00",
@@ -92,11 +127,26 @@ def test_forget_removes_customer_and_merged_anonymous_history(deployment: Any) -
     before = asyncio.run(latest_values(d.bootstrap, changelog, 2))
     assert before.get(b"c:gone") and before.get(b"a:dev-forget") and before.get(b"c:kept")
 
+    kept = [d.names(topics.TRANSITIONS), d.names(topics.DEAD_LETTERS)]
+    seen: list[int] = []
+    while len(seen) < 2 or seen[-1] != seen[-2]:  # the outputs of the last batch are all out
+        time.sleep(0.5)
+        seen.append(sum(asyncio.run(keyed(d.bootstrap, t, 2, b"c:gone")) for t in kept))
+    counts = [asyncio.run(keyed(d.bootstrap, t, 2, b"c:gone")) for t in kept]
+    assert all(counts), counts  # a purchase transition and a dead letter at least
+
     env = {**os.environ, **d.settings.to_env()}
     cli = Path(sys.executable).parent / "journeystream"
-    done = subprocess.run([str(cli), "forget", "gone"], env=env, capture_output=True, timeout=60)
+    done = subprocess.run(
+        [str(cli), "forget", "gone", "--count"], env=env, capture_output=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert b"gone" not in done.stdout + done.stderr  # the id is not echoed
+    report = done.stdout.decode()
+    for topic, count in zip(kept, counts, strict=True):  # Tansu reports no retention
+        assert f"{topic}: retention not reported by the broker, {count} records keyed c:<id>" in (
+            report
+        ), report
 
     deadline = time.time() + 30
     after: dict[bytes, bytes | None] = {}
