@@ -608,7 +608,8 @@ def _not_measured(args: argparse.Namespace, results: Any) -> list[str]:
         "`JOURNEYSTREAM_ROCKSDB_BLOCK_CACHE_MB` (16); Faust's defaults (64 MiB x 3 write "
         "buffers, a 2 GiB block cache) let RSS follow the volume of state written.",
         "- Only the embedded Tansu broker (memory storage) was used; a real Kafka cluster "
-        "would change every figure (Tansu has no idempotent producer, see README.md).",
+        "would change every figure (Tansu has no idempotent producer, see [docs/REFERENCE.md]"
+        "(docs/REFERENCE.md#the-embedded-broker-and-its-known-defects)).",
         "- Latency was measured at 1k ev/s (3 runs) and, once each, at 100 ev/s and with a "
         "10 ms fetch wait, each on a fresh broker of its own with a single worker: not under "
         "a full-throughput load, not with 2 workers, not with REES46-shaped traffic (only "

@@ -73,7 +73,7 @@ def _settings(broker: str | None, topic_prefix: str | None) -> Any:
 def cli() -> None:
     """journeystream: customer journeys, abandonment and goods-find-people from store events.
 
-    Settings come from JOURNEYSTREAM_* environment variables (README.md, "Settings").
+    Settings come from JOURNEYSTREAM_* environment variables (docs/REFERENCE.md, "Settings").
     """
 
 
