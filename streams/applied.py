@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams import topics
+from streams.clients import Connection, connect
 from streams.recovery import confirmed_ends
 from streams.tables.state import OWNER_KEY, POSITION_KEY, Position, header_owner
 
@@ -86,20 +87,26 @@ class AppliedPositions:
 
 
 async def wait_applied(
-    bootstrap: str, app_id: str, targets: Mapping[TopicPartition, int], timeout: float
+    broker: str | Connection,
+    app_id: str,
+    targets: Mapping[TopicPartition, int],
+    timeout: float,
 ) -> None:
     """Wait until the app has applied each target offset (target = last offset produced).
 
     The catalog topic is not the customer agent's: its progress is the group's commits.
+    `broker`: a bootstrap string (plaintext) or a Connection with its TLS/SASL options.
     """
     from streams.process import wait_committed  # the harness module imports this one
 
+    conn = connect(broker)
     catalog = {tp: off for tp, off in targets.items() if tp.topic.endswith(topics.CATALOG)}
     if catalog:
-        await wait_committed(bootstrap, app_id, catalog, timeout)
+        await wait_committed(conn, app_id, catalog, timeout)
     targets = {tp: off for tp, off in targets.items() if tp not in catalog}
     deadline = time.monotonic() + timeout
-    async with AppliedPositions(bootstrap, changelog_name(app_id)) as applied:
+    changelog = changelog_name(app_id)
+    async with AppliedPositions(conn.bootstrap, changelog, **conn.options) as applied:
         while True:
             await applied.read()
             done = applied.offsets()
@@ -116,15 +123,17 @@ async def wait_applied(
 
 
 async def wait_settled(
-    bootstrap: str, app_id: str, tps: Iterable[TopicPartition], timeout: float
+    broker: str | Connection, app_id: str, tps: Iterable[TopicPartition], timeout: float
 ) -> None:
     """Wait until the app has applied `tps` to their ends and the ends stopped moving."""
+    conn = connect(broker)
     tps = list(tps)
     deadline = time.monotonic() + timeout
     stable, previous = 0, None
-    async with AppliedPositions(bootstrap, changelog_name(app_id)) as applied:
+    changelog = changelog_name(app_id)
+    async with AppliedPositions(conn.bootstrap, changelog, **conn.options) as applied:
         while stable < 3:
-            ends = await confirmed_ends(bootstrap, tps) if tps else {}
+            ends = await confirmed_ends(conn.bootstrap, tps, **conn.options) if tps else {}
             await applied.read()
             done = applied.offsets()
             caught_up = all(done.get(tp, 0) >= end for tp, end in ends.items())

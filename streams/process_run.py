@@ -30,7 +30,7 @@ from replay.adapters import AdapterRejection
 from schemas import contracts
 from streams import kpis as operations
 from streams import topics
-from streams.applied import AppliedPositions, changelog_name
+from streams.applied import AppliedPositions, changelog_name, wait_applied, wait_settled
 from streams.broker import EmbeddedBroker, free_port
 from streams.changelog import latest_changelog
 from streams.clients import Connection
@@ -38,7 +38,6 @@ from streams.process import create_topics, load_file, produce, read_topics, send
 from streams.progress import Bar
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.waits import wait_applied, wait_settled
 from streams.worker import WorkerProcess
 
 POLL_S = 0.5  # how often a bar of the worker's progress reads the applied positions

@@ -16,13 +16,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner
 
+from streams.applied import wait_applied
 from streams.cli import cli
 from streams.clients import Connection, client_options
 from streams.forget import count_keyed, retention_ms, send_forget
 from streams.process import create_topics, read_topics, replay_file
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.waits import wait_applied
 
 SASL = {
     "JOURNEYSTREAM_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
