@@ -147,12 +147,12 @@ PATH_SEEDED = activity.PATH_SEEDED
 PATH_REPURCHASE = activity.PATH_REPURCHASE
 PATHS = activity.PATHS
 
-# segments
-NEW_VISITOR = "new_visitor"
-RETURNING_VISITOR = "returning_visitor"
-CUSTOMER = "customer"
-LAPSED = "lapsed"
-SEGMENTS = (NEW_VISITOR, RETURNING_VISITOR, CUSTOMER, LAPSED)
+# segments: the seed's groups (journey.activity counts the operations view by them)
+NEW_VISITOR = activity.NEW_VISITOR
+RETURNING_VISITOR = activity.RETURNING_VISITOR
+CUSTOMER = activity.CUSTOMER
+LAPSED = activity.LAPSED
+SEGMENTS = activity.GROUPS
 
 # record kinds
 KIND_STAGE = "stage"
