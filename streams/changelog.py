@@ -14,6 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.recovery import confirmed_ends
+from streams.tables.outbox import state_of
 from streams.tables.state import restored
 
 PARTITIONS = 4
@@ -28,8 +29,9 @@ async def latest_changelog(
 ) -> dict[str, dict[str, Any]]:
     """What a restore of each changelog partition yields (`streams.tables.state.restored`).
 
-    The latest value of each customer key, without the writes of a worker that had lost the
-    partition (after the new owner's marker), tombstoned keys or the reserved `__faust` keys.
+    The latest state of each customer key (its outbox left out), without the writes of a worker
+    that had lost the partition (after the new owner's marker), tombstoned keys or the reserved
+    `__faust` keys.
     """
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     ends = await confirmed_ends(bootstrap, tps, timeout=confirm_timeout, **client)
@@ -46,7 +48,7 @@ async def latest_changelog(
     finally:
         await consumer.stop()
     return {
-        key.decode(): orjson.loads(value)
+        key.decode(): state_of(orjson.loads(value))
         for tp in tps
         for key, value in restored(records[tp]).items()
     }

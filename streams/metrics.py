@@ -158,6 +158,12 @@ INPUT_SKIPS = Counter(
     namespace=_NS,
     registry=REGISTRY,
 )
+OUTPUTS_RESENT = Counter(
+    "outputs_resent",
+    "Outputs sent again at a restore from the outboxes of a batch whose position was not stored.",
+    namespace=_NS,
+    registry=REGISTRY,
+)
 INPUT_GAPS_ACCEPTED = Counter(
     "input_gaps_accepted",
     "Input offsets skipped because the broker no longer holds them (retention), per record.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -9,10 +11,9 @@ from faust.types import Message
 
 from schemas import contracts
 from streams import metrics, topics
-from streams.app import settings
+from streams.app import app, settings
 from streams.app import topics as names
-
-Send = tuple[str, bytes, bytes]
+from streams.tables.outbox import Send
 
 _ABANDONED = {"cart_abandoned": "cart", "browse_abandoned": "browse"}
 
@@ -92,3 +93,15 @@ def dead_letter(msg: Message, category: str, reason: str, now: float) -> Send:
     )
     metrics.labelled(metrics.DEAD_LETTERS, category).inc()
     return (names(topics.DEAD_LETTERS), msg.key or b"", orjson.dumps(record))
+
+
+async def send_all(sends: list[Send]) -> None:
+    """Send records and wait for the broker's acks."""
+    if not sends:
+        return
+    producer = app.producer
+    futures: list[Awaitable[Any]] = []
+    for topic, key, value in sends:
+        fut = await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+        futures.append(fut)
+    await asyncio.gather(*futures)

@@ -20,7 +20,6 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from schemas import contracts
 from schemas.records import CatalogItem
 from streams import metrics, routing, topics
-from streams.agents.customers import send_all
 from streams.app import app, settings
 from streams.app import topics as names
 from streams.tables import catalog as catalog_state
@@ -55,7 +54,7 @@ async def process_catalog(stream: Any) -> None:
                 continue
             catalog_state.recommender.catalog.observe_item(item)
             metrics.EVENTS.labels("catalog_item", "accepted").inc()
-        await send_all(sends)
+        await routing.send_all(sends)
 
 
 @app.task

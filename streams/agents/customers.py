@@ -2,17 +2,18 @@
 
 A record is applied only at its partition's next offset, as stored with the state
 (`streams.tables.state`): an earlier one was applied already (skipped), a later one means a
-gap (read again from the position). Outputs are confirmed by the broker before the states and
-the new position are written, so a crash at any point re-applies from a position whose state
-holds everything before it; the per-customer event-id dedupe absorbs a re-read whose state had
-been written but not its position.
+gap (read again from the position). A customer's outputs travel in its state record (its
+outbox, `streams.tables.outbox`) and are sent once the states are stored, before the new
+position: a crash re-applies from a position whose state holds everything before it, the
+per-customer event-id dedupe absorbs a re-read whose state had been written, and the restore
+sends that state's outbox again, identical. Dead letters and forwards, which change no state,
+are sent before the states.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 from faust.types import EventT
@@ -107,13 +108,15 @@ async def process_batch(events: list[EventT]) -> None:
         )
         observe_price(message, msg.topic)
         handle(work, message, msg, wall, sends)
-        fire_due(work, sends, flush=False)  # as the partition's time passes: batch-independent
+        fire_due(work, flush=False)  # as the partition's time passes: batch-independent
     ready = [w for w in works.values() if w is not None]
     try:
         for work in ready:
-            fire_due(work, sends, flush=False)
-        await send_all(sends)
-        await asyncio.gather(*(commit(w) for w in ready if w.applied or w.states or w.deleted))
+            fire_due(work, flush=False)
+        await routing.send_all(sends)  # dead letters, forwards, forgets: before any state
+        await asyncio.gather(
+            *(commit(w, routing.send_all) for w in ready if w.applied or w.states or w.deleted)
+        )
     except BaseException:
         for work in ready:  # the in-memory deadline index may hold what was not written
             index_partition(work.partition)
@@ -140,7 +143,7 @@ def handle(work: Work, message: Message, msg: Any, wall: float, sends: list[rout
     if isinstance(message, CustomerInput):
         apply_input(work, message, msg, wall, sends)
     elif isinstance(message, Tick):
-        fire_due(work, sends, flush=message.flush)
+        fire_due(work, flush=message.flush)
     elif isinstance(message, Forget):
         forget(work, message.key, sends)
     elif isinstance(message, Rekey):
@@ -185,7 +188,7 @@ def apply_input(
     )
     outputs += react(state, outputs, recommender, now, key=skey, event=message.message)
     work.put(key, state)
-    routing.route_outputs(outputs, message.event_type, sends)
+    routing.route_outputs(outputs, message.event_type, work.outputs_of(key))
 
 
 def forget(work: Work, key: bytes, sends: list[routing.Send]) -> None:
@@ -195,11 +198,11 @@ def forget(work: Work, key: bytes, sends: list[routing.Send]) -> None:
         for anon in {*state.identity.merged, *state.identity.link_requested}:
             anon_key = anon if anon.startswith("a:") else f"a:{anon}"
             sends.append((INTERNAL, anon_key.encode(), internal_body(FORGET)))
-    work.delete(key)
+    sends.extend(work.delete(key))
     metrics.labelled(metrics.SIGNALS, "forgotten").inc()
 
 
-def fire_due(work: Work, sends: list[routing.Send], *, flush: bool) -> None:
+def fire_due(work: Work, *, flush: bool) -> None:
     """Fire the partition's due deadlines (all of them when flushing)."""
     deadlines.ticking.discard(work.partition)
     now = work.clock.now()
@@ -209,36 +212,24 @@ def fire_due(work: Work, sends: list[routing.Send], *, flush: bool) -> None:
             continue
         due = core.next_due(state)
         fire_at = due if flush and due is not None else now
-        state, outputs = fire_at_time(work, key, state, fire_at, sends)
+        state, outputs = fire_at_time(work, key, state, fire_at)
         if not flush and due is not None and any(o["type"].endswith("_abandoned") for o in outputs):
             metrics.DEADLINE_LAG.observe(max(0.0, time.time() - due))
         if flush:  # a flush fires everything, deadline after deadline
             while (due := core.next_due(state)) is not None:
-                state, _ = fire_at_time(work, key, state, due, sends)
+                state, _ = fire_at_time(work, key, state, due)
 
 
 def fire_at_time(
-    work: Work, key: bytes, state: CustomerState, at: float, sends: list[routing.Send]
+    work: Work, key: bytes, state: CustomerState, at: float
 ) -> tuple[CustomerState, list[dict[str, Any]]]:
     """Fire a customer's deadlines due at `at`, react, keep the state and route the outputs."""
     skey = key.decode()
     state, outputs = core.fire(state, at, journey_config, key=skey, tier_of=tier_of)
     outputs += react(state, outputs, recommender, at, key=skey)
     work.put(key, state)
-    routing.route_outputs(outputs, "internal", sends)
+    routing.route_outputs(outputs, "internal", work.outputs_of(key))
     return state, outputs
-
-
-async def send_all(sends: list[routing.Send]) -> None:
-    """Send every output and wait for the broker's acks (before the state write)."""
-    if not sends:
-        return
-    producer = app.producer
-    futures: list[Awaitable[Any]] = []
-    for topic, key, value in sends:
-        fut = await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
-        futures.append(fut)
-    await asyncio.gather(*futures)
 
 
 @app.timer(settings.deadline_tick_s)

@@ -12,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from faust.types import TP
 
 from journey.customer import CustomerState
-from streams import metrics
+from streams import metrics, routing
 from streams.app import app, settings
 from streams.clock import Clock
 from streams.deadlines import DeadlineIndex
 from streams.tables import customers as table
+from streams.tables.outbox import Send, with_outbox
 from streams.tables.state import PartitionLost, Position
 
 deadlines = DeadlineIndex(settings.clock)
@@ -39,9 +40,15 @@ class Work:
     token: bytes
     offsets: dict[str, int]
     clock: Clock
+    batch: int  # this batch's number in the partition
     states: dict[bytes, CustomerState] = field(default_factory=dict)
     deleted: set[bytes] = field(default_factory=set)
+    outbox: dict[bytes, list[Send]] = field(default_factory=dict)  # outputs per written key
     applied: int = 0
+
+    def outputs_of(self, key: bytes) -> list[Send]:
+        """Where the outputs of a customer's change go: its outbox, sent after its write."""
+        return self.outbox.setdefault(key, [])
 
     def state(self, key: bytes) -> CustomerState | None:
         """The batch's copy of a state, else the stored one."""
@@ -56,11 +63,15 @@ class Work:
         self.deleted.discard(key)
         deadlines.track(self.partition, key, state)
 
-    def delete(self, key: bytes) -> None:
-        """Erase a key at the end of the batch (a tombstone in the changelog)."""
+    def delete(self, key: bytes) -> list[Send]:
+        """Erase a key at the end of the batch (a tombstone in the changelog).
+
+        Returns the outputs its outbox held: a tombstone carries none, the caller sends them.
+        """
         self.states.pop(key, None)
         self.deleted.add(key)
         deadlines.due_of.pop(key, None)
+        return self.outbox.pop(key, [])
 
 
 def open_work(partition: int) -> Work | None:
@@ -70,7 +81,7 @@ def open_work(partition: int) -> Work | None:
     if cursor is None or token is None:
         return None
     clock = copy.copy(deadlines.clock(partition))
-    return Work(partition, token, dict(cursor.offsets), clock)
+    return Work(partition, token, dict(cursor.offsets), clock, cursor.batch + 1)
 
 
 gaps: dict[TP, tuple[int, float, int]] = {}  # tp -> (expected offset, last seek, seeks)
@@ -96,15 +107,25 @@ def admit(work: Work, topic: str, offset: int) -> bool:
     return True
 
 
-async def commit(work: Work) -> None:
-    """Write a partition's states and position; then the batch's progress is this worker's."""
+async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> None:
+    """Write a partition's states (with their outboxes), send the outputs, write the position."""
+    outputs = {key: sends for key, sends in work.outbox.items() if sends and key in work.states}
     writes: dict[bytes, bytes | None] = {
-        key: orjson.dumps(state.to_dict()) for key, state in work.states.items()
+        key: with_outbox(state.to_dict(), work.batch, outputs.get(key, ()))
+        for key, state in work.states.items()
     }
     writes.update(dict.fromkeys(work.deleted))
-    position = Position(dict(work.offsets), work.clock.event_time)
+    position = Position(dict(work.offsets), work.clock.event_time, work.batch)
+    flat = [s for sends in outputs.values() for s in sends]
     try:
-        await table.store.commit(work.partition, work.token, writes, position)
+        await table.store.commit(
+            work.partition,
+            work.token,
+            writes,
+            position,
+            outbox_keys=outputs,
+            send_outputs=(lambda: send(flat)) if flat else None,
+        )
     except PartitionLost:
         table.cursors.pop(work.partition, None)
         app.log.warning("partition %d was claimed by another worker: stopped", work.partition)
@@ -113,6 +134,7 @@ async def commit(work: Work) -> None:
     if cursor is not None:
         cursor.offsets = dict(work.offsets)
         cursor.event_time = work.clock.event_time
+        cursor.batch = work.batch
         deadlines.clocks[work.partition] = work.clock
 
 
@@ -167,8 +189,13 @@ def index_partition(partition: int) -> None:
 
 @table.customers.on_recover
 async def on_restored() -> None:
-    """Restore done: ready partitions get their cursor, deadline index and clock."""
+    """Restore done: ready partitions send unsent outputs again, get cursor, index and clock."""
     for partition in table.on_restored(list(table.store.owners)):
+        unsent = table.store.unsent(partition)
+        if unsent:
+            app.log.info("partition %d: %d outputs sent again", partition, len(unsent))
+            metrics.OUTPUTS_RESENT.inc(len(unsent))
+            await routing.send_all(unsent)
         index_partition(partition)
         clock = deadlines.clocks[partition] = Clock(settings.clock)
         clock.advance_to(table.cursors[partition].event_time)

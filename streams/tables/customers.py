@@ -21,7 +21,8 @@ from journey.customer import CustomerState
 from streams.app import app, settings
 from streams.compat import FencedTable
 from streams.recovery import confirmed_ends
-from streams.tables.state import CustomerStore, Position
+from streams.tables.outbox import Pending, state_of
+from streams.tables.state import PENDING_KEY, CustomerStore, Position
 
 customers: Any = app.tables.add(
     FencedTable(
@@ -48,10 +49,11 @@ class Cursor:
 
     offsets: dict[str, int] = field(default_factory=dict)
     event_time: float = 0.0
+    batch: int = 0  # the number of the last batch written
 
     def position(self) -> Position:
         """The position record for this cursor."""
-        return Position(dict(self.offsets), self.event_time)
+        return Position(dict(self.offsets), self.event_time, self.batch)
 
 
 cursors: dict[int, Cursor] = {}
@@ -125,7 +127,9 @@ def on_restored(partitions: Iterable[int]) -> list[int]:
         if store.token(p) is None:
             continue  # revoked (or claimed by a newer rebalance) meanwhile
         position = store.position(p) or Position()
-        cursors[p] = Cursor(dict(position.offsets), position.event_time)
+        pending = Pending.decode(store.get(p, PENDING_KEY))
+        batch = max(position.batch, pending.batch if pending is not None else 0)
+        cursors[p] = Cursor(dict(position.offsets), position.event_time, batch)
         ready.append(p)
     return ready
 
@@ -149,7 +153,7 @@ def snapshot(key: bytes) -> dict | None:
     for p in list(customers.data._dbs):
         raw = store.get(p, key)
         if raw is not None:
-            return orjson.loads(raw)
+            return state_of(orjson.loads(raw))
     return None
 
 

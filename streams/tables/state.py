@@ -13,6 +13,10 @@ wrote and saw acknowledged, not an end the broker reported. Writes carry their o
 header; a restore ignores writes of any other token after a marker. The local RocksDB is written
 only after the changelog acknowledged the same writes at the offsets that follow the worker's own
 last record, so a worker that lost a partition without knowing it never keeps stale writes.
+
+Outputs: a batch's outputs are sent after its states are stored, inside the customer records
+that produced them (`streams.tables.outbox`), and before its position; a restore that finds the
+batch's position missing sends them again from those records, identical.
 """
 
 from __future__ import annotations
@@ -20,31 +24,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from streams.tables import outbox
+from streams.tables.outbox import Pending, Send
 
 logger = logging.getLogger(__name__)
 
 OFFSET_KEY = b"__faust\0offset__"  # Faust's own: the last changelog offset in the local DB
 OWNER_KEY = b"__faust\0owner__"  # the owner marker: after it only this token writes
 POSITION_KEY = b"__faust\0position__"  # the partition's input position
+PENDING_KEY = b"__faust\0pending__"  # the batch whose outputs may be unsent (tables.outbox)
 RESERVED = b"__faust"
 OWNER_HEADER = "owner"
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """How far a partition's inputs are applied: next offset per input topic, event time."""
+    """How far a partition's inputs are applied: next offset per input topic, event time, and
+    the number of the batch whose outputs were all sent with it."""
 
     offsets: Mapping[str, int] = field(default_factory=dict)
     event_time: float = 0.0
+    batch: int = 0
 
     def encode(self) -> bytes:
         """Wire form of the position record."""
-        return orjson.dumps({"offsets": dict(self.offsets), "event_time": self.event_time})
+        return orjson.dumps(
+            {"offsets": dict(self.offsets), "event_time": self.event_time, "batch": self.batch}
+        )
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Position | None:
@@ -52,7 +64,11 @@ class Position:
         if raw is None:
             return None
         data = orjson.loads(raw)
-        return cls(dict(data.get("offsets") or {}), float(data.get("event_time") or 0.0))
+        return cls(
+            dict(data.get("offsets") or {}),
+            float(data.get("event_time") or 0.0),
+            int(data.get("batch") or 0),
+        )
 
 
 def header_owner(headers: Any) -> bytes | None:
@@ -191,27 +207,51 @@ class CustomerStore:
         token: bytes,
         writes: Mapping[bytes, bytes | None],
         position: Position,
+        *,
+        outbox_keys: Iterable[bytes] = (),
+        send_outputs: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Write a batch of one partition: changelog, then local DB with position, then position.
+        """Write a batch of one partition: changelog, local DB, outputs, then the position.
 
+        With `outbox_keys` (the written keys whose records carry outputs of batch
+        `position.batch`), a pending record naming them goes first; `send_outputs` runs after
+        the states are in the changelog and in the local DB, before the position is stored.
         Raises PartitionLost when the partition was claimed by another worker (or released
         here) since `token` was read: nothing is then written locally.
         """
         headers = [(OWNER_HEADER, token)]
-        metas = await self._send(partition, token, writes.items(), headers)
+        records: list[tuple[bytes, bytes | None]] = []
+        keys = tuple(outbox_keys)
+        if keys:
+            records.append((PENDING_KEY, Pending(position.batch, keys).encode()))
+        records.extend(writes.items())
+        metas = await self._send(partition, token, records, headers)
         db = self.db_for(partition)
         batch = self.write_batch()
-        for key, value in writes.items():
+        for key, value in records:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        batch.put(POSITION_KEY, position.encode())
         if metas:
             batch.put(OFFSET_KEY, str(max(metas)).encode())
         db.write(batch)
+        if send_outputs is not None:
+            await send_outputs()
+        stored = self.write_batch()
+        stored.put(POSITION_KEY, position.encode())
+        db.write(stored)
         await self._send(partition, token, [(POSITION_KEY, position.encode())], headers)
         self.acked_positions[partition] = position
+
+    def unsent(self, partition: int) -> list[Send]:
+        """Outputs of a batch whose states are stored but whose position is not: send again."""
+        db = self.db_for(partition)
+        pending = Pending.decode(db.get(PENDING_KEY))
+        if pending is None:
+            return []
+        position = self.position(partition) or Position()
+        return outbox.unsent(pending, position.batch, ((k, db.get(k)) for k in pending.keys))
 
     async def _send(
         self,
