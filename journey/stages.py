@@ -165,6 +165,7 @@ TAG_PRICE_SENSITIVE = "price_sensitive"
 TAG_HIGH_VALUE = "high_value"
 TAG_NEW_PARENT = "new_parent"
 TAG_FAVOURITES = "favourites"
+TAGS = (TAG_FAVOURITES, TAG_HIGH_VALUE, TAG_NEW_PARENT, TAG_PRICE_SENSITIVE)  # `tags` names
 
 
 def next_stage(stage: str | None, trigger: str) -> str | None:
