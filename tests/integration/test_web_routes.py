@@ -36,7 +36,13 @@ PUBLIC = {
 }
 # The data routes known today; the walk covers whatever else the router holds as well (such
 # as Faust's index `/`, which 0.15.3 serves whatever the settings: closed like the rest).
-DATA = {"GET /metrics", "GET /segments", "GET /experiments", "GET /customers/{customer_id}"}
+DATA = {
+    "GET /metrics",
+    "GET /segments",
+    "GET /experiments",
+    "GET /customers/{customer_id}",
+    "GET /audience",
+}
 # Values for path parameters when a route is requested.
 SAMPLES = {"customer_id": "nobody", "name": "dashboard.js"}
 # Faust's built-in endpoints (0.15.3: faust/web/base.py), all switched off in create_app.

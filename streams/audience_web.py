@@ -1,0 +1,75 @@
+"""`GET /audience`: the customers of a group among this worker's partitions (journey.audience).
+
+Each worker answers for the partitions whose databases it holds, and says which; the cluster-wide
+list is `journeystream audience` (every partition of the changelog). Behind the bearer token like
+every data route (`streams.web.require_token`).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import orjson
+from faust import web
+
+from journey.audience import AudienceError, parse_query, select
+from journey.audience_export import csv_lines, jsonl, row_dict
+from journey.stages import format_time
+from streams.agents.customers import journey_config
+from streams.app import app
+from streams.tables import customers as customer_table
+from streams.web import UNAUTHORIZED, authorized, processing_now
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+FORMATS = ("json", "jsonl", "csv")
+CONTENT_TYPES = {
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv; charset=utf-8",
+}
+NEXT_HEADER = "Audience-Next"  # jsonl and csv: the `after` of the next page, percent-encoded
+PARTITIONS_HEADER = "Audience-Partitions"  # jsonl and csv: the partitions that answered
+
+
+@app.page("/audience")
+class Audience(web.View):
+    """The customers of a segment, stage, tag, ... held by this worker, by key, paged."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """`?segment=&stage=&tag=&seen_from=&seen_to=&bought=&abandoned_cart_from=&...`."""
+        if not authorized(request):
+            return self.error(*UNAUTHORIZED)
+        names = list(request.query.keys())
+        if len(set(names)) != len(names):
+            return self.error(400, "a parameter is given more than once")
+        params = dict(request.query)
+        fmt = params.pop("format", "json")
+        if fmt not in FORMATS:
+            return self.error(400, f"format must be one of {', '.join(FORMATS)}")
+        if not params.get("limit"):
+            params["limit"] = str(DEFAULT_LIMIT)
+        try:
+            query = parse_query(params, max_limit=MAX_LIMIT)
+        except AudienceError as exc:
+            return self.error(400, str(exc))
+        partitions = customer_table.local_partitions()
+        now = processing_now()
+        page = select(customer_table.local_items(), query, now, journey_config)
+        if fmt == "json":
+            body = {
+                "partitions": partitions,
+                "now": format_time(now),  # the time the segments are evaluated at
+                "count": len(page.rows),
+                "next": page.next_after,
+                "customers": [row_dict(row) for row in page.rows],
+            }
+            return self.bytes(orjson.dumps(body), content_type=CONTENT_TYPES[fmt])
+        headers = {PARTITIONS_HEADER: ",".join(map(str, partitions))}
+        if page.next_after is not None:
+            headers[NEXT_HEADER] = quote(page.next_after, safe="")
+        if fmt == "jsonl":
+            data = b"".join(jsonl(page.rows))
+        else:
+            data = "".join(csv_lines(page.rows)).encode("utf-8")
+        return self.bytes(data, content_type=CONTENT_TYPES[fmt], headers=headers)
