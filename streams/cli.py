@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from streams.audience_cli import audience
 from streams.faust_options import WorkerCommand, faust_argv, setting_options
 from streams.settings import SettingsError
 
@@ -288,6 +289,9 @@ def demo(no_wait: bool) -> int:
     from streams.demo import run_demo
 
     return run_demo(keep_running=not no_wait)
+
+
+cli.add_command(audience)  # journeystream audience (streams/audience_cli.py)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from streams.cli import broker_url, cli, main
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ("broker", "worker", "process", "replay", "forget", "demo")
+COMMANDS = ("broker", "worker", "process", "replay", "forget", "audience", "demo")
 # Faust 0.15's `faust worker` options (faust/cli/worker.py and faust/cli/base.py)
 FAUST_WORKER_OPTIONS = (
     "--with-web / --without-web",
@@ -63,7 +63,7 @@ def test_worker_help_shows_faust_worker_options() -> None:
     assert "Default: JOURNEYSTREAM_LOG_LEVEL" in text
 
 
-@pytest.mark.parametrize("command", ["worker", "process", "replay", "forget"])
+@pytest.mark.parametrize("command", ["worker", "process", "replay", "forget", "audience"])
 def test_every_command_that_reaches_a_broker_calls_it_broker(command: str) -> None:
     code, text = run(command, "--help")
     assert code == 0

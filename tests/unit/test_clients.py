@@ -167,6 +167,7 @@ EXPECTED = ("SASL_PLAINTEXT", "SCRAM-SHA-256", "journey", "pa55-w0rd")
         ["forget", "someone"],
         ["replay", "FILE"],
         ["process", "FILE", "--output", "OUT", "--no-progress"],
+        ["audience", "--output", "OUT"],
     ],
 )
 def test_cli_commands_build_clients_from_the_settings(
