@@ -40,8 +40,7 @@ class Audience(web.View):
         """`?segment=&stage=&tag=&seen_from=&seen_to=&bought=&abandoned_cart_from=&...`."""
         if not authorized(request):
             return self.error(*UNAUTHORIZED)
-        names = list(request.query.keys())
-        if len(set(names)) != len(names):
+        if len(set(request.query.keys())) != len(request.query):  # len counts repeats
             return self.error(400, "a parameter is given more than once")
         params = dict(request.query)
         fmt = params.pop("format", "json")
@@ -65,11 +64,15 @@ class Audience(web.View):
                 "customers": [row_dict(row) for row in page.rows],
             }
             return self.bytes(orjson.dumps(body), content_type=CONTENT_TYPES[fmt])
-        headers = {PARTITIONS_HEADER: ",".join(map(str, partitions))}
+        # in a header: aiohttp takes no charset in `content_type`
+        headers = {
+            "Content-Type": CONTENT_TYPES[fmt],
+            PARTITIONS_HEADER: ",".join(map(str, partitions)),
+        }
         if page.next_after is not None:
             headers[NEXT_HEADER] = quote(page.next_after, safe="")
         if fmt == "jsonl":
             data = b"".join(jsonl(page.rows))
         else:
             data = "".join(csv_lines(page.rows)).encode("utf-8")
-        return self.bytes(data, content_type=CONTENT_TYPES[fmt], headers=headers)
+        return self.bytes(data, headers=headers)
