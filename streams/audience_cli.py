@@ -101,7 +101,8 @@ async def read_states(conn: Connection, topic: str) -> dict[str, dict[str, Any]]
     consumer = conn.consumer(group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
+        known = await consumer.topics()  # fresh metadata from the broker
+        partitions = consumer.partitions_for_topic(topic) if topic in known else None
     finally:
         await consumer.stop()
     if not partitions:
