@@ -30,21 +30,43 @@ TIME_HELP = "epoch seconds or ISO 8601, UTC unless it has an offset"
 
 
 @click.command()
-@click.option("--segment", default=None, help=f"One of {', '.join(SEGMENTS)} (at --now).")
-@click.option("--stage", default=None, help=f"One of {', '.join(STAGES)}.")
-@click.option("--tag", default=None, help=f"One of {', '.join(TAGS)}.")
-@click.option("--seen-from", default=None, help=f"Last seen at or after ({TIME_HELP}).")
-@click.option("--seen-to", default=None, help="Last seen before this time.")
-@click.option("--bought/--not-bought", default=None, help="Has / has not placed an order.")
-@click.option("--abandoned-cart-from", default=None, help="A cart abandoned at or after this time.")
-@click.option("--abandoned-cart-to", default=None, help="A cart abandoned before this time.")
-@click.option("--limit", default=None, help="At most this many customers (default: all).")
-@click.option("--after", default=None, help="Only the customer keys after this one (paging).")
-@click.option("--now", default=None, help=f"The time segments are taken at ({TIME_HELP}).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
-@click.option("--output", "-o", required=True, help="The file to write, or - for stdout.")
 @click.option(
-    "--broker", metavar="URL", default=None, help=f"Default: JOURNEYSTREAM_BROKER. {BROKER_HELP}"
+    "--segment", metavar="NAME", default=None, help=f"One of {', '.join(SEGMENTS)} (at --now)."
+)
+@click.option("--stage", metavar="NAME", default=None, help=f"One of {', '.join(STAGES)}.")
+@click.option("--tag", metavar="NAME", default=None, help=f"One of {', '.join(TAGS)}.")
+@click.option(
+    "--seen-from", metavar="TIME", default=None, help=f"Last seen at or after ({TIME_HELP})."
+)
+@click.option("--seen-to", metavar="TIME", default=None, help="Last seen before this time.")
+@click.option("--bought/--not-bought", default=None, help="Has / has not placed an order.")
+@click.option(
+    "--abandoned-cart-from",
+    metavar="TIME",
+    default=None,
+    help="A cart abandoned at or after this time.",
+)
+@click.option(
+    "--abandoned-cart-to", metavar="TIME", default=None, help="A cart abandoned before this time."
+)
+@click.option(
+    "--limit", metavar="N", default=None, help="At most this many customers (default: all)."
+)
+@click.option(
+    "--after", metavar="KEY", default=None, help="Only the customer keys after this one (paging)."
+)
+@click.option(
+    "--now", metavar="TIME", default=None, help=f"The time segments are taken at ({TIME_HELP})."
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option(
+    "--output", "-o", metavar="FILE", required=True, help="The file to write, or - for stdout."
+)
+@click.option(
+    "--broker",
+    metavar="URL",
+    default=None,
+    help=f"The broker (default: JOURNEYSTREAM_BROKER). {BROKER_HELP}",
 )
 @click.option(
     "--app-id",
