@@ -16,13 +16,27 @@ from journey.figures import PERIODS, operations_view
 StoredState = bytes | Mapping[str, Any]
 
 
-def activity_of(items: Iterable[tuple[bytes | str, StoredState]]) -> Iterator[tuple[str, Any]]:
-    """(customer key, activity days) of stored states (raw bytes or decoded dicts)."""
+def activity_of(
+    items: Iterable[tuple[bytes | str, StoredState]],
+) -> Iterator[tuple[str, Any, Any]]:
+    """(customer key, activity days, fired-abandonment markers) of stored states.
+
+    States are raw bytes or decoded dicts (`CustomerState.to_dict()`; any other top-level key,
+    such as a batch's `outbox`, is ignored). Customers without activity days are left out.
+    """
     for key, value in items:
         state = orjson.loads(value) if isinstance(value, bytes) else value
-        journey = state.get("journey") if isinstance(state, Mapping) else None
+        if not isinstance(state, Mapping):
+            continue
+        journey = state.get("journey")
         if journey and journey.get("activity"):
-            yield (key.decode() if isinstance(key, bytes) else key), journey["activity"]
+            abandonment = state.get("abandonment")
+            fired = abandonment.get("fired") if isinstance(abandonment, Mapping) else None
+            yield (
+                key.decode() if isinstance(key, bytes) else key,
+                journey["activity"],
+                fired or (),
+            )
 
 
 def view(
@@ -37,5 +51,8 @@ def view(
     customers = list(activity_of(items))
     return {
         "timezone": timezone,
-        **{p: operations_view(customers, p, start=start, end=end) for p in periods},
+        **{
+            p: operations_view(customers, p, start=start, end=end, timezone=timezone)
+            for p in periods
+        },
     }
