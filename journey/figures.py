@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -89,27 +89,19 @@ def operations_view(
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     tallies: dict[str, _Tally] = {}
     spans: list[tuple[str, str | None]] = []  # (first active day, first day with an order)
+
+    def tally(pkey: str) -> _Tally:
+        found = tallies.get(pkey)
+        if found is None:
+            found = tallies[pkey] = _Tally()
+        return found
+
     for key, days, *rest in customers:
         if not days:
             continue
         ordered = sorted(days.items())
-        first_order = next((d for d, e in ordered if e[ORDERS] > 0), None)
-        spans.append((ordered[0][0], first_order))
-        by_period: dict[str, list[list[Any]]] = {}
-        for day, entry in ordered:
-            by_period.setdefault(period_of(day, period), []).append(entry)
-        for pkey, entries in by_period.items():
-            tallies.setdefault(pkey, _Tally()).add(key, entries)
-        for day, kind, recovered in abandonments(rest[0] if rest else (), timezone):
-            if day < ordered[0][0]:
-                continue  # before the oldest kept activity day: outside the kept history
-            pkey = period_of(day, period)
-            if pkey in by_period:
-                group = by_period[pkey][0][VISITOR]
-            else:  # no activity in the period: the type of the last active day before it
-                before = bisect_right([d for d, _ in ordered], day) - 1
-                group = ordered[before][1][VISITOR]
-            tallies.setdefault(pkey, _Tally()).abandon(group, kind, recovered)
+        spans.append((ordered[0][0], _first_order(ordered)))
+        _count(key, ordered, rest[0] if rest else (), period, timezone, tally)
     keys = sorted(tallies)
     starts = [period_bounds(k, period)[0] for k in keys]
     eligible = [0] * (len(keys) + 1)
@@ -128,6 +120,96 @@ def operations_view(
             continue
         out.append(tallies[pkey].figures(pkey, first, last, running))
     return out
+
+
+class CurrentPeriods:
+    """The figures of the day, ISO week and month holding `day`, added customer by customer.
+
+    The figures `operations_view` gives for these three periods (None for one without activity
+    or abandonment), counted without keeping the customers: the gauges scan the local states in
+    slices (`streams/gauges.py`).
+    """
+
+    def __init__(self, day: str, timezone: str = "UTC") -> None:
+        self.timezone = timezone
+        self.keys = {p: period_of(day, p) for p in PERIODS}
+        self.bounds = {p: period_bounds(k, p) for p, k in self.keys.items()}
+        self.tallies: dict[str, _Tally] = {}
+        self.eligible = dict.fromkeys(PERIODS, 0)
+
+    def add(self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = ()) -> None:
+        """One customer: activity days and stored fired markers, as `operations_view` takes."""
+        if not days:
+            return
+        ordered = sorted(days.items())
+        first_day, first_order = ordered[0][0], _first_order(ordered)
+        for period, pkey in self.keys.items():
+            start, last = self.bounds[period]
+            if first_day < start and (first_order is None or first_order >= start):
+                self.eligible[period] += 1  # active before the start, no order before it
+
+            def tally(k: str, period: str = period, pkey: str = pkey) -> _Tally | None:
+                if k != pkey:
+                    return None
+                found = self.tallies.get(period)
+                if found is None:
+                    found = self.tallies[period] = _Tally()
+                return found
+
+            _count(key, ordered, fired, period, self.timezone, tally, within=(start, last))
+
+    def figures(self) -> dict[str, dict[str, Any] | None]:
+        """Per period kind, the current period's figures (None: nothing in it)."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for period, pkey in self.keys.items():
+            t = self.tallies.get(period)
+            first, last = self.bounds[period]
+            out[period] = None if t is None else t.figures(pkey, first, last, self.eligible[period])
+        return out
+
+
+def _first_order(ordered: list[tuple[str, list[Any]]]) -> str | None:
+    """The first day with an order of a customer's days in date order."""
+    return next((d for d, e in ordered if e[ORDERS] > 0), None)
+
+
+def _count(
+    key: str,
+    ordered: list[tuple[str, list[Any]]],
+    fired: Iterable[Any],
+    period: str,
+    timezone: str,
+    tally: Callable[[str], _Tally | None],
+    within: tuple[str, str] | None = None,
+) -> None:
+    """Add a customer's days (in date order) and abandonments to their periods' tallies.
+
+    `tally(period key)` is the period's tally, None to leave the period out; `within`: only the
+    days and abandonments in these dates (ISO, inclusive) are counted.
+    """
+    by_period: dict[str, list[list[Any]]] = {}
+    for day, entry in ordered:
+        if within is None or within[0] <= day <= within[1]:
+            by_period.setdefault(period_of(day, period), []).append(entry)
+    for pkey, entries in by_period.items():
+        t = tally(pkey)
+        if t is not None:
+            t.add(key, entries)
+    for day, kind, recovered in abandonments(fired, timezone):
+        if day < ordered[0][0]:
+            continue  # before the oldest kept activity day: outside the kept history
+        if within is not None and not within[0] <= day <= within[1]:
+            continue
+        pkey = period_of(day, period)
+        t = tally(pkey)
+        if t is None:
+            continue
+        if pkey in by_period:
+            group = by_period[pkey][0][VISITOR]
+        else:  # no activity in the period: the type of the last active day before it
+            before = bisect_right([d for d, _ in ordered], day) - 1
+            group = ordered[before][1][VISITOR]
+        t.abandon(group, kind, recovered)
 
 
 def abandonments(fired: Iterable[Any], timezone: str) -> Iterator[tuple[str, str, bool]]:

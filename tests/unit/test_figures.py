@@ -12,7 +12,7 @@ from journey import customer as core
 from journey.activity import day_of
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
-from journey.figures import operations_view, period_bounds, period_of
+from journey.figures import PERIODS, CurrentPeriods, operations_view, period_bounds, period_of
 from schemas.records import CartChange, Order, OrderLine, PageView
 from streams import kpis
 
@@ -286,3 +286,16 @@ def test_a_cart_abandoned_and_recovered_through_the_core_and_the_stored_states()
     mon, tue = kpis.view([(key.encode(), raw)], "UTC", ("day",))["day"]
     assert mon["abandonment"]["groups"]["new_visitor"] == both((1, 1), (0, 0))
     assert tue["abandonment"]["all"] == NONE  # the recovery counts with its abandonment
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
+def test_the_current_periods_are_the_views_periods(zone: str) -> None:
+    data: list[Any] = [*customers(), *abandoners()]
+    for d in ("2026-10-31", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-06", "2026-12-01"):
+        periods = CurrentPeriods(d, zone)
+        for customer in data:
+            periods.add(*customer)
+        for p, found in periods.figures().items():
+            expected = operations_view(data, p, start=d, end=d, timezone=zone)
+            assert found == (expected[0] if expected else None), (d, p)
+    assert set(periods.figures()) == set(PERIODS)
