@@ -13,21 +13,41 @@ restore, and rebuilt by a replay. Per period:
 * recall of non-purchased customers: of those who were active before the period and had never
   bought by its start (`eligible`), the ones active in it (`recalled`), the rate, and how many
   of them bought in it;
-* repurchase rate: customers with two or more orders in the period over those with one or more.
+* repurchase rate: customers with two or more orders in the period over those with one or more;
+* abandonments fired (cart and browse), per group and in all, the ones of them recovered, and the
+  recovery rate, from the customer's fired-abandonment markers (`journey.abandonment.Fired`).
 
 Weeks are ISO weeks (Monday first); all dates are in the store's time zone, as recorded.
+
+Abandonments. A customer given with its markers (`(key, days, fired)`, `fired` as stored:
+`AbandonmentState.to_dict()["fired"]`) has each marker counted in the period of its due time's
+day in `timezone`, in the customer's group in that period (the visitor type at their first
+activity in it; when they had none, the type of their last active day before the due day). A
+marker does not say when it was recovered, so a recovery is counted with its abandonment, in the
+abandonment's period: "recovered" is how many of the period's abandonments have been recovered
+so far, and the rate of a recent period rises while its recovery window is open. A marker dated
+before the customer's oldest kept activity day is not counted (nor is a customer without
+activity). The markers are bounded (`AbandonmentConfig.max_fired`, 20 per customer key): a
+customer's older abandonments drop out when newer ones fire, and with them their periods'
+counts.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from journey.activity import BY_PATH, GROUPS, ORDERS, PATHS, RETURNS, REVENUE, VISITOR
+from journey.abandonment import BROWSE, CART
+from journey.activity import BY_PATH, GROUPS, ORDERS, PATHS, RETURNS, REVENUE, VISITOR, day_of
 
 PERIODS = ("day", "week", "month")
+KINDS = (CART, BROWSE)
+
+# (customer key, activity days) or (customer key, activity days, stored fired markers)
+Customer = tuple[str, Mapping[str, list[Any]]] | tuple[str, Mapping[str, list[Any]], Sequence[Any]]
 
 
 def period_of(day: str, period: str) -> str:
@@ -54,28 +74,34 @@ def period_bounds(key: str, period: str) -> tuple[str, str]:
 
 
 def operations_view(
-    customers: Iterable[tuple[str, Mapping[str, list[Any]]]],
+    customers: Iterable[Customer],
     period: str = "day",
     *,
     start: str | None = None,
     end: str | None = None,
+    timezone: str = "UTC",
 ) -> list[dict[str, Any]]:
-    """The figures of every period with activity, oldest first (`start`/`end`: ISO dates)."""
+    """The figures of every period with activity or an abandonment, oldest first.
+
+    `start`/`end`: ISO dates; `timezone`: the store's, for the abandonments' due times.
+    """
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     tallies: dict[str, _Tally] = {}
     spans: list[tuple[str, str | None]] = []  # (first active day, first day with an order)
-    for key, days in customers:
+
+    def tally(pkey: str) -> _Tally:
+        found = tallies.get(pkey)
+        if found is None:
+            found = tallies[pkey] = _Tally()
+        return found
+
+    for key, days, *rest in customers:
         if not days:
             continue
         ordered = sorted(days.items())
-        first_order = next((d for d, e in ordered if e[ORDERS] > 0), None)
-        spans.append((ordered[0][0], first_order))
-        by_period: dict[str, list[list[Any]]] = {}
-        for day, entry in ordered:
-            by_period.setdefault(period_of(day, period), []).append(entry)
-        for pkey, entries in by_period.items():
-            tallies.setdefault(pkey, _Tally()).add(key, entries)
+        spans.append((ordered[0][0], _first_order(ordered)))
+        _count(key, ordered, rest[0] if rest else (), period, timezone, tally)
     keys = sorted(tallies)
     starts = [period_bounds(k, period)[0] for k in keys]
     eligible = [0] * (len(keys) + 1)
@@ -96,6 +122,115 @@ def operations_view(
     return out
 
 
+class CurrentPeriods:
+    """The figures of the day, ISO week and month holding `day`, added customer by customer.
+
+    The figures `operations_view` gives for these three periods (None for one without activity
+    or abandonment), counted without keeping the customers: the gauges scan the local states in
+    slices (`streams/gauges.py`).
+    """
+
+    def __init__(self, day: str, timezone: str = "UTC") -> None:
+        self.timezone = timezone
+        self.keys = {p: period_of(day, p) for p in PERIODS}
+        self.bounds = {p: period_bounds(k, p) for p, k in self.keys.items()}
+        self.tallies: dict[str, _Tally] = {}
+        self.eligible = dict.fromkeys(PERIODS, 0)
+
+    def add(self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = ()) -> None:
+        """One customer: activity days and stored fired markers, as `operations_view` takes."""
+        if not days:
+            return
+        ordered = sorted(days.items())
+        first_day, first_order = ordered[0][0], _first_order(ordered)
+        for period, pkey in self.keys.items():
+            start, last = self.bounds[period]
+            if first_day < start and (first_order is None or first_order >= start):
+                self.eligible[period] += 1  # active before the start, no order before it
+
+            def tally(k: str, period: str = period, pkey: str = pkey) -> _Tally | None:
+                if k != pkey:
+                    return None
+                found = self.tallies.get(period)
+                if found is None:
+                    found = self.tallies[period] = _Tally()
+                return found
+
+            _count(key, ordered, fired, period, self.timezone, tally, within=(start, last))
+
+    def figures(self) -> dict[str, dict[str, Any] | None]:
+        """Per period kind, the current period's figures (None: nothing in it)."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for period, pkey in self.keys.items():
+            t = self.tallies.get(period)
+            first, last = self.bounds[period]
+            out[period] = None if t is None else t.figures(pkey, first, last, self.eligible[period])
+        return out
+
+
+def _first_order(ordered: list[tuple[str, list[Any]]]) -> str | None:
+    """The first day with an order of a customer's days in date order."""
+    return next((d for d, e in ordered if e[ORDERS] > 0), None)
+
+
+def _count(
+    key: str,
+    ordered: list[tuple[str, list[Any]]],
+    fired: Iterable[Any],
+    period: str,
+    timezone: str,
+    tally: Callable[[str], _Tally | None],
+    within: tuple[str, str] | None = None,
+) -> None:
+    """Add a customer's days (in date order) and abandonments to their periods' tallies.
+
+    `tally(period key)` is the period's tally, None to leave the period out; `within`: only the
+    days and abandonments in these dates (ISO, inclusive) are counted.
+    """
+    by_period: dict[str, list[list[Any]]] = {}
+    for day, entry in ordered:
+        if within is None or within[0] <= day <= within[1]:
+            by_period.setdefault(period_of(day, period), []).append(entry)
+    for pkey, entries in by_period.items():
+        t = tally(pkey)
+        if t is not None:
+            t.add(key, entries)
+    for day, kind, recovered in abandonments(fired, timezone):
+        if day < ordered[0][0]:
+            continue  # before the oldest kept activity day: outside the kept history
+        if within is not None and not within[0] <= day <= within[1]:
+            continue
+        pkey = period_of(day, period)
+        t = tally(pkey)
+        if t is None:
+            continue
+        if pkey in by_period:
+            group = by_period[pkey][0][VISITOR]
+        else:  # no activity in the period: the type of the last active day before it
+            before = bisect_right([d for d, _ in ordered], day) - 1
+            group = ordered[before][1][VISITOR]
+        t.abandon(group, kind, recovered)
+
+
+def abandonments(fired: Iterable[Any], timezone: str) -> Iterator[tuple[str, str, bool]]:
+    """(day of the due time in `timezone`, kind, recovered) of stored fired markers.
+
+    A marker is `[id, kind, due, recovered, ...]` (`AbandonmentState.to_dict`); one of another
+    shape, kind or an unusable due time is skipped.
+    """
+    for marker in fired or ():
+        if not isinstance(marker, list | tuple) or len(marker) < 4:
+            continue
+        _, kind, due, recovered = marker[:4]
+        if kind not in KINDS or not isinstance(due, int | float) or not math.isfinite(due):
+            continue
+        try:
+            day = day_of(float(due), timezone)
+        except (OverflowError, OSError, ValueError):
+            continue
+        yield day, kind, bool(recovered)
+
+
 def rate(part: float, whole: float) -> float | None:
     """part / whole rounded to 4 places, None when whole is 0."""
     return round(part / whole, 4) if whole else None
@@ -112,6 +247,10 @@ class _Tally:
         self.recalled = 0
         self.recalled_buyers = 0
         self.repeat_buyers = 0
+        # per group, per kind: [fired, recovered]
+        self.abandoned: dict[str, dict[str, list[int]]] = {
+            g: {k: [0, 0] for k in KINDS} for g in GROUPS
+        }
 
     def add(self, key: str, entries: list[list[Any]]) -> None:
         """A customer's days in the period (in date order)."""
@@ -130,6 +269,12 @@ class _Tally:
             self.recalled += 1
             self.recalled_buyers += 1 if orders else 0
         self.repeat_buyers += 1 if orders >= 2 else 0
+
+    def abandon(self, group: str, kind: str, recovered: bool) -> None:
+        """One abandonment fired in the period by a customer of `group`."""
+        counts = self.abandoned[group][kind]
+        counts[0] += 1
+        counts[1] += 1 if recovered else 0
 
     def figures(self, key: str, first: str, last: str, eligible: int) -> dict[str, Any]:
         """The period's figures, with rates."""
@@ -160,6 +305,15 @@ class _Tally:
                 "repeat_buyers": self.repeat_buyers,
                 "rate": rate(self.repeat_buyers, total[1]),
             },
+            "abandonment": {
+                "groups": {g: _abandonment(c) for g, c in self.abandoned.items()},
+                "all": _abandonment(
+                    {
+                        k: [sum(c[k][i] for c in self.abandoned.values()) for i in range(2)]
+                        for k in KINDS
+                    }
+                ),
+            },
         }
 
 
@@ -173,3 +327,17 @@ def _group(visitors: float, buyers: float, orders: float, revenue: float) -> dic
         "revenue": round(revenue, 2),
         "average_order_value": round(revenue / orders, 2) if orders else None,
     }
+
+
+def _abandonment(counts: Mapping[str, list[int]]) -> dict[str, Any]:
+    """Abandonments fired and recovered, with the recovery rate: both kinds, then per kind."""
+    fired = sum(c[0] for c in counts.values())
+    recovered = sum(c[1] for c in counts.values())
+    out: dict[str, Any] = {
+        "fired": fired,
+        "recovered": recovered,
+        "recovery_rate": rate(recovered, fired),
+    }
+    for kind, (f, r) in counts.items():
+        out[kind] = {"fired": f, "recovered": r, "recovery_rate": rate(r, f)}
+    return out

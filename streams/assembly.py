@@ -33,7 +33,13 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
         broker=settings.broker,
         store="rocksdb://",
         datadir=str(settings.data_dir),
-        autodiscover=["streams.tables", "streams.agents", "streams.web", "streams.audience_web"],
+        autodiscover=[
+            "streams.tables",
+            "streams.agents",
+            "streams.web",
+            "streams.audience_web",
+            "streams.gauges",
+        ],
         origin="streams",
         topic_partitions=settings.partitions,
         # the changelogs' (and Faust's leader topic's) replication: 3 on a production cluster

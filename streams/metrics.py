@@ -190,6 +190,64 @@ APPLIED_OFFSET = Gauge(
     namespace=_NS,
     registry=REGISTRY,
 )
+# the operations view (journey.figures) of the current day, ISO week and month over this worker's
+# partitions, refreshed by streams/gauges.py: summable counts, so rates are computed in PromQL
+# after summing over workers. `period`: day, week, month; `group`: the four visitor groups, all.
+_KPI = {
+    "visitors": ("Visitors (customers active in the period), by their group in it.", ["group"]),
+    "buyers": ("Visitors who placed an order in the period, by group.", ["group"]),
+    "orders": ("Orders placed in the period, by the customer's group in it.", ["group"]),
+    "revenue": ("Revenue of the orders placed in the period, by group.", ["group"]),
+    "orders_by_path": ("Orders placed in the period, by purchase path.", ["path"]),
+    "identified_visitors": ("Visitors of the period with a known customer id.", []),
+    "never_purchased_return_visits": (
+        "Return visits in the period of customers who had never purchased.",
+        [],
+    ),
+    "recall_eligible": (
+        "Customers active before the period who had not bought by its start.",
+        [],
+    ),
+    "recalled": ("Of the recall-eligible customers, the ones active in the period.", []),
+    "recalled_buyers": ("Of the recalled customers, the ones who bought in the period.", []),
+    "repeat_buyers": ("Customers with two or more orders in the period.", []),
+    "abandonments": (
+        "Abandonments fired in the period (due time), by group and kind.",
+        ["group", "kind"],
+    ),
+    "abandonments_recovered": (
+        "Of the period's abandonments, the ones recovered so far, by group and kind.",
+        ["group", "kind"],
+    ),
+}
+KPI_GAUGES = {
+    name: Gauge(
+        f"kpi_{name}",
+        f"Operations view of the current period: {what}",
+        ["period", *labels],
+        namespace=_NS,
+        registry=REGISTRY,
+    )
+    for name, (what, labels) in _KPI.items()
+}
+KPI_REFRESH_SECONDS = Gauge(
+    "kpi_refresh_seconds",
+    "Seconds the last refresh of the kpi gauges took (a scan of the local customer states).",
+    namespace=_NS,
+    registry=REGISTRY,
+)
+KPI_REFRESH_TIMESTAMP = Gauge(
+    "kpi_refresh_timestamp_seconds",
+    "Wall time of the last successful refresh of the kpi gauges.",
+    namespace=_NS,
+    registry=REGISTRY,
+)
+KPI_REFRESH_ERRORS = Counter(
+    "kpi_refresh_errors",
+    "Refreshes of the kpi gauges that failed (logged; the gauges keep their last values).",
+    namespace=_NS,
+    registry=REGISTRY,
+)
 BUILD_INFO = Gauge(
     "build_info",
     "Always 1: the journeystream version, Python version and Faust version of this worker.",

@@ -105,6 +105,7 @@ def process_file(
         clock="event",
         data_dir=workdir / "state",
         store_timezone=store_timezone,
+        kpi_gauges_interval_s=0,  # a replay's workers serve no gauges: no scans of their states
     )
     names = TopicNames(settings.topic_prefix)
     procs: list[WorkerProcess] = []

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     lapsed_after_s: float = Field(90 * 86400.0, gt=0)
     # the store's time zone: day, week and month boundaries of the operations view (IANA name)
     store_timezone: str = "UTC"
+    # how often each worker refreshes the journeystream_kpi_* gauges (the operations view of the
+    # current day, week and month over its partitions: a scan of every local customer); 0: off
+    kpi_gauges_interval_s: float = Field(60.0, ge=0, le=86400)
     anonymous_id_cap: int = Field(5, ge=0)
     dedupe_window_s: float = Field(86400.0, ge=0)
     cart_abandon_delay_s: float = Field(3600.0, gt=0)
@@ -134,6 +137,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("must be an IANA time zone name, e.g. Asia/Shanghai or UTC") from None
+        return value
+
+    @field_validator("kpi_gauges_interval_s")
+    @classmethod
+    def _kpi_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or at least 1 second")
         return value
 
     @field_validator("broker")

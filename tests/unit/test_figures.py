@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from journey import customer as core
 from journey.activity import day_of
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
-from journey.figures import operations_view, period_bounds, period_of
-from schemas.records import Order, OrderLine, PageView
+from journey.figures import PERIODS, CurrentPeriods, operations_view, period_bounds, period_of
+from schemas.records import CartChange, Order, OrderLine, PageView
+from streams import kpis
 
 
 def at(day: int, hour: int, minute: int = 0) -> float:
@@ -160,3 +162,140 @@ def test_period_keys() -> None:
     assert period_bounds("2026-W53", "week") == ("2026-12-28", "2027-01-03")
     assert period_bounds("2026-02", "month") == ("2026-02-01", "2026-02-28")
     assert period_bounds("2026-12", "month") == ("2026-12-01", "2026-12-31")
+
+
+def day(visitor: str, returns: int = 0, orders: int = 0, revenue: float = 0.0) -> list[Any]:
+    """An activity day entry (orders on the path of `visitor`)."""
+    paths = [0, 0, 0]
+    paths[{"new_visitor": 0, "returning_visitor": 1}.get(visitor, 2)] = orders
+    return [visitor, returns, orders, revenue, *paths]
+
+
+def abandoners() -> list[tuple[str, dict[str, list[Any]], list[Any]]]:
+    """Three customers with fired-abandonment markers as stored: [id, kind, due, recovered, ...]."""
+    return [
+        # a: new on Monday, back on Wednesday to buy; a cart abandoned on Monday 10:00 (recovered
+        # by that order) and a browse abandonment on Monday 23:30 UTC (not recovered)
+        (
+            "c:a",
+            {"2026-11-02": day("new_visitor"), "2026-11-04": day("returning_visitor", 1, 1, 30.0)},
+            [
+                ["x1", "cart", at(2, 10), True, ["p"], None],
+                ["x2", "browse", at(2, 23, 30), False, ["p"], "x"],
+            ],
+        ),
+        # b: Monday and Tuesday; its cart is due Wednesday 00:30, a day it was not active
+        (
+            "a:b",
+            {"2026-11-02": day("new_visitor"), "2026-11-03": day("returning_visitor", 1)},
+            [["x3", "cart", at(4, 0, 30), False]],  # a four-field marker (older states)
+        ),
+        # c: only Wednesday is kept; a marker from before it, and markers that cannot be read
+        (
+            "a:c",
+            {"2026-11-04": day("new_visitor")},
+            [["x4", "browse", at(2, 9), True], ["bad"], ["x5", "wish", at(4, 9), True], None],
+        ),
+    ]
+
+
+def fired(f: int, r: int) -> dict[str, Any]:
+    return {"fired": f, "recovered": r, "recovery_rate": round(r / f, 4) if f else None}
+
+
+def both(cart: tuple[int, int], browse: tuple[int, int]) -> dict[str, Any]:
+    """The abandonment figures of a group: both kinds, then per kind."""
+    return {
+        **fired(cart[0] + browse[0], cart[1] + browse[1]),
+        "cart": fired(*cart),
+        "browse": fired(*browse),
+    }
+
+
+NONE = both((0, 0), (0, 0))
+
+
+def test_abandonments_per_day_in_the_customers_group_of_their_due_day() -> None:
+    mon, tue, wed = operations_view(abandoners(), "day")
+    # Monday: a's two, as a new visitor; c's marker is older than c's kept activity
+    assert mon["abandonment"] == {
+        "groups": {
+            "new_visitor": both((1, 1), (1, 0)),
+            "returning_visitor": NONE,
+            "customer": NONE,
+            "lapsed": NONE,
+        },
+        "all": both((1, 1), (1, 0)),
+    }
+    assert mon["abandonment"]["all"]["recovery_rate"] == 0.5
+    assert tue["abandonment"]["all"] == NONE
+    # Wednesday: b's cart, in b's type on its last active day before (Tuesday: returning)
+    assert wed["abandonment"]["groups"]["returning_visitor"] == both((1, 0), (0, 0))
+    assert wed["abandonment"]["groups"]["new_visitor"] == NONE
+    assert wed["abandonment"]["all"] == both((1, 0), (0, 0))
+
+
+def test_abandonments_per_week_follow_the_customers_group_in_the_week() -> None:
+    (week,) = operations_view(abandoners(), "week")
+    # b's first activity of the week was as a new visitor: its cart counts there
+    assert week["abandonment"]["groups"]["new_visitor"] == both((2, 1), (1, 0))
+    assert week["abandonment"]["groups"]["returning_visitor"] == NONE
+    assert week["abandonment"]["all"] == both((2, 1), (1, 0))
+    assert week["abandonment"]["all"]["recovery_rate"] == 0.3333
+
+
+def test_abandonment_days_are_in_the_store_time_zone() -> None:
+    # Shanghai is UTC+8: a's browse abandonment (Monday 23:30 UTC) falls on Tuesday, a day a was
+    # not active (its Monday type: new visitor), b's cart on Wednesday 08:30
+    mon, tue, wed = operations_view(abandoners(), "day", timezone="Asia/Shanghai")
+    assert mon["abandonment"]["all"] == both((1, 1), (0, 0))
+    assert tue["abandonment"]["groups"]["new_visitor"] == both((0, 0), (1, 0))
+    assert wed["abandonment"]["all"] == both((1, 0), (0, 0))
+
+
+def test_a_period_with_an_abandonment_and_no_activity_is_listed() -> None:
+    only = [("a:d", {"2026-11-02": day("new_visitor")}, [["x", "cart", at(3, 0, 30), False]])]
+    mon, tue = operations_view(only, "day")
+    assert (mon["all"]["visitors"], mon["abandonment"]["all"]) == (1, NONE)
+    assert (tue["period"], tue["all"]["visitors"]) == ("2026-11-03", 0)
+    assert tue["abandonment"]["groups"]["new_visitor"] == both((1, 0), (0, 0))
+    assert tue["recall"]["eligible"] == 1  # active before Tuesday, never bought
+
+
+def test_a_cart_abandoned_and_recovered_through_the_core_and_the_stored_states() -> None:
+    key = "c:e"
+    add = CartChange(
+        event_id="e1",
+        occurred_at=at(2, 9),
+        customer_id="e",
+        action="add",
+        product_id="p",
+        quantity=1,
+        price=20.0,
+        category="x",
+    )
+    state, _ = core.apply(None, add, add.occurred_at, key=key)
+    state, out = core.fire(state, at(2, 10, 1), key=key)  # due 10:00, an hour after the add
+    assert [o["type"] for o in out] == ["cart_abandoned"]
+    stored = {**state.to_dict(), "outbox": [["ignored"]]}
+    (today,) = kpis.view([(key, stored)], "UTC", ("day",))["day"]
+    assert today["abandonment"]["all"] == both((1, 0), (0, 0))
+    state, out = core.apply(state, buy(key, at(3, 9), 20.0), at(3, 9), key=key)
+    assert "abandonment_recovered" in [o["type"] for o in out]
+    raw = orjson.dumps(state.to_dict())
+    mon, tue = kpis.view([(key.encode(), raw)], "UTC", ("day",))["day"]
+    assert mon["abandonment"]["groups"]["new_visitor"] == both((1, 1), (0, 0))
+    assert tue["abandonment"]["all"] == NONE  # the recovery counts with its abandonment
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
+def test_the_current_periods_are_the_views_periods(zone: str) -> None:
+    data: list[Any] = [*customers(), *abandoners()]
+    for d in ("2026-10-31", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-06", "2026-12-01"):
+        periods = CurrentPeriods(d, zone)
+        for customer in data:
+            periods.add(*customer)
+        for p, found in periods.figures().items():
+            expected = operations_view(data, p, start=d, end=d, timezone=zone)
+            assert found == (expected[0] if expected else None), (d, p)
+    assert set(periods.figures()) == set(PERIODS)
