@@ -106,6 +106,7 @@ class Customer:
                 event_id=f"{self.key}-o{self.n}",
                 occurred_at=t,
                 customer_id=self.key[2:],
+                store_id="baby-home-2",
                 action="placed",
                 order_id=f"o-{self.n}",
                 lines=lines,
@@ -261,6 +262,7 @@ def test_the_lapse_is_a_deadline_that_fires_once(restart: bool) -> None:
     (win,) = of(out, WIN_BACK)
     # the customer's own product, then the most popular of their favourite category
     assert items(win) == ["kettle-glass", "knife-set"]
+    assert win["store"]["id"] == "baby-home-2"  # the store of the last order
     assert win["occurred_at"] == "2027-01-31T09:00:00.000Z"
     assert win["trigger_type"] == "lapse_check"
     assert win["reason"] == "no visit for 90 days: products bought before, and popular ones"
