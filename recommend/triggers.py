@@ -3,9 +3,9 @@
 Pure: `react` looks at one customer's fresh outputs (a purchase, a seed transition, a cart or
 browse abandonment, a never-purchased visitor's Nth visit) and the deadlines that fired
 (replenishment reminders, a buyer's lapse: `recommend.reengage`), asks the engine for a
-decision on each, and keeps the per-customer
-guardrail memory in `CustomerState.recommend`. Placed orders also feed co-purchase counts, with
-the products the customer had ordered before counted as repurchases.
+decision on each, and keeps the per-customer guardrail memory in `CustomerState.recommend`.
+Placed orders also feed co-purchase counts, with the products the customer had ordered before
+counted as repurchases.
 """
 
 from __future__ import annotations
