@@ -23,6 +23,15 @@ takes one output record of the journey/abandonment cores and returns the (mutate
 * `replenishment_check` (`{"type", "id", "occurred_at"}`, from `recommend.reminders` when a
   bought product's interval has passed) -> `replenishment` recommendation of products due
   again (just-bought filter off).
+* `recall_check` (from `recommend.reengage` when a never-purchased visitor starts the rules'
+  `recall.visits`-th visit) -> `recall_returning`: the products of earlier visits (cart,
+  favourites, views; `recall_interest`).
+* `lapse_check` (from `recommend.reengage` when a buyer's inactivity reaches
+  `win_back.after_days`) -> `win_back`: the customer's own past products (`buy_again`), then
+  the most popular of their favourite category.
+  Both send a recommendation, or with `offer = "discount"` a discount trigger on the top
+  candidate (the discount policy's percent, cooldown and budget). Their records carry version
+  1-0-1 (the schemas' strategy enums add them); every other record stays 1-0-0.
 Any other trigger yields nothing.
 
 Every decision carries its experiment `arm` (`arm_of(strategy)`, default treatment). A held-out
@@ -46,7 +55,7 @@ from typing import Any
 
 from journey.stages import CustomerJourney, format_time
 from recommend import guardrails as g
-from recommend import reminders
+from recommend import reengage, reminders
 from recommend.catalog import Catalog
 from recommend.copurchase import CoPurchase
 from recommend.experiments import HOLDOUT, TREATMENT
@@ -54,8 +63,11 @@ from recommend.rules import (
     COMPLEMENTS,
     DISCOUNT,
     DOWNSELL,
+    OFFER_DISCOUNT,
     POPULAR,
+    RECALL,
     REPLENISHMENT,
+    WIN_BACK,
     Rules,
 )
 from recommend.strategies import (
@@ -68,14 +80,19 @@ from recommend.strategies import (
     downsell_after_browse,
     favourites_repurchase,
     popular_in,
+    recall_interest,
     replenishment_due,
 )
 
 VERSION = "1-0-0"
+REENGAGE_VERSION = "1-0-1"  # recommendation / discount_trigger whose strategy enum has them
+REENGAGE_STRATEGIES = frozenset({RECALL, WIN_BACK})
 RECOMMENDATION = "recommendation"
 DISCOUNT_TRIGGER = "discount_trigger"
 SUPPRESSED = "recommendation_suppressed"
 REPLENISHMENT_CHECK = reminders.CHECK
+RECALL_CHECK = reengage.RECALL_CHECK
+LAPSE_CHECK = reengage.LAPSE_CHECK
 ORDER_TIME_TOLERANCE_S = 0.0015  # journey records carry milliseconds
 MAX_HISTORY = 100  # products per customer in `rec_state["history"]`
 DAY = 86400.0
@@ -163,6 +180,10 @@ def decide(
         _on_cart(ctx)
     elif ttype == REPLENISHMENT_CHECK:
         _on_replenishment(ctx)
+    elif ttype == RECALL_CHECK:
+        _on_recall(ctx)
+    elif ttype == LAPSE_CHECK:
+        _on_lapse(ctx)
     return state, ctx.out
 
 
@@ -258,6 +279,60 @@ def _on_replenishment(ctx: _Ctx) -> None:
     _recommend(ctx, REPLENISHMENT, candidates, None, reason, allow_bought=True)
 
 
+def _on_recall(ctx: _Ctx) -> None:
+    j = ctx.journey
+    if j is None:
+        return
+    candidates = recall_interest(j, ctx.catalog, k=ctx.rules.k * 2)
+    visit = ctx.trigger.get("visit")
+    reason = f"visit {visit} without a purchase: products of earlier visits"
+    _reengage(ctx, RECALL, ctx.rules.recall.offer, candidates, reason)
+
+
+def _on_lapse(ctx: _Ctx) -> None:
+    j = ctx.journey
+    if j is None:
+        return
+    history = ctx.state.get("history") or {}
+    again, repurchases = buy_again(history, ctx.copurchase, ctx.now, k=ctx.rules.k * 2)
+    favs = j.favourite_categories(1)
+    category = favs[0] if favs else None
+    popular = popular_in(category, ctx.catalog, ctx.copurchase, ctx.now, k=ctx.rules.k * 2)
+    days = (ctx.trigger_time - j.last_seen) / DAY
+    reason = f"no visit for {days:.0f} days: products bought before, and popular ones"
+    _reengage(
+        ctx, WIN_BACK, ctx.rules.win_back.offer, [*again, *popular], reason, replenish=repurchases
+    )
+
+
+def _reengage(
+    ctx: _Ctx,
+    strategy: str,
+    offer: str,
+    candidates: list[Candidate],
+    reason: str,
+    *,
+    replenish: frozenset[str] = frozenset(),
+) -> None:
+    """A recommendation of the candidates, or a discount trigger on the first one kept."""
+    kept, _dropped = _filter(ctx, candidates, False, replenish)
+    if offer != OFFER_DISCOUNT:
+        category = ctx.catalog.category_of(kept[0].product_id) if kept else None
+        _recommend(ctx, strategy, candidates, category, reason, replenish=replenish)
+        return
+    target = None
+    if kept:
+        top = kept[0]
+        item = ctx.catalog.get(top.product_id)
+        category = item["category"] if item is not None else None
+        price = float(item["price"]) if item is not None and item["price"] is not None else None
+        percent = ctx.rules.discount.percent_for(category)
+        target = DiscountTarget(
+            top.product_id, percent, f"{reason} ({top.reason})", category, price
+        )
+    _discount(ctx, target, strategy)
+
+
 # ---------------------------------------------------------------------------------------------
 # emitting
 
@@ -302,8 +377,7 @@ def _recommend(
         g.record_sent(ctx.state, ctx.now, strategy, RECOMMENDATION, rid, ctx.rules)
 
 
-def _discount(ctx: _Ctx, target: DiscountTarget | None) -> None:
-    strategy = DISCOUNT
+def _discount(ctx: _Ctx, target: DiscountTarget | None, strategy: str = DISCOUNT) -> None:
     if target is None:
         ctx.out.append(_suppressed(strategy, g.NO_CANDIDATES))
         return
@@ -408,7 +482,7 @@ def _header(ctx: _Ctx, rtype: str, rid: str, strategy: str, arm: str) -> Output:
         customer_id = key[2:] if key.startswith("c:") else None
     return {
         "type": rtype,
-        "version": VERSION,
+        "version": REENGAGE_VERSION if strategy in REENGAGE_STRATEGIES else VERSION,
         "id": rid,
         "customer_key": ctx.customer_key,
         "customer_id": customer_id,

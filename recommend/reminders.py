@@ -4,7 +4,9 @@ Per-customer memory in the `rec_state` slot (beside the guardrails' `bought`):
 
     "gaps": {product_id: [mean reorder gap in s, gaps counted]},  # the customer's own reorders
     "reminded": {product_id: bought_at},  # the purchase whose reminder has fired
-    "due": float | None,                  # the next reminder (journey.customer.next_due reads it)
+    "reminder_due": float,                # the next reminder (absent: none); `due`, the earliest
+                                          # of it and the win-back's lapse, is what
+                                          # journey.customer.next_due reads (recommend.reengage)
 
 A product's interval is its category's in the rules file, else the customer's own mean reorder
 gap. Its reminder is due at `bought_at + interval`, once for that purchase: buying the product
@@ -96,12 +98,3 @@ def due_checks(
     for pid in [p for p in reminded if p not in (rec_state.get("bought") or {})]:
         del reminded[pid]
     return list(checks.values())
-
-
-def keep_due(rec_state: dict[str, Any], rules: Rules) -> None:
-    """Store the next reminder's time where journey.customer.next_due reads it."""
-    due = next_reminder(rec_state, rules)
-    if due is None:
-        rec_state.pop("due", None)
-    else:
-        rec_state["due"] = due

@@ -1,4 +1,4 @@
-"""The merchant rules file (TOML): complements, discounts, caps, stores, replenishment (pure).
+"""The merchant rules file (TOML): complements, discounts, caps, reminders, re-engagement (pure).
 
 `load_rules(path)` reads and validates a file (`None`: the packaged `recommend/rules.toml`);
 `parse_rules(text, source)` validates text. Any problem raises `RulesError` whose message names
@@ -32,7 +32,22 @@ DISCOUNT = "discount_after_abandonment"
 REPLENISHMENT = "replenishment"
 FAVOURITES = "favourites_repurchase"
 POPULAR = "popular_in_category"
-STRATEGIES = (COMPLEMENTS, DOWNSELL, DISCOUNT, REPLENISHMENT, FAVOURITES, POPULAR)
+RECALL = "recall_returning"
+WIN_BACK = "win_back"
+STRATEGIES = (
+    COMPLEMENTS,
+    DOWNSELL,
+    DISCOUNT,
+    REPLENISHMENT,
+    FAVOURITES,
+    POPULAR,
+    RECALL,
+    WIN_BACK,
+)
+# what a re-engagement strategy sends: a recommendation, or a discount trigger on its top product
+OFFER_RECOMMENDATION = "recommendation"
+OFFER_DISCOUNT = "discount"
+OFFERS = (OFFER_RECOMMENDATION, OFFER_DISCOUNT)
 
 Path_ = tuple[str | int, ...]
 
@@ -117,6 +132,27 @@ class FrequencyCap:
 
 
 @dataclass(frozen=True, slots=True)
+class Recall:
+    """Recall of a never-purchased visitor on their `visits`-th visit (0: off), once."""
+
+    visits: int = 3
+    offer: str = OFFER_RECOMMENDATION
+
+
+@dataclass(frozen=True, slots=True)
+class WinBack:
+    """Win back a buyer `after_days` of inactivity (the lapse; 0: off), once per lapse."""
+
+    after_days: float = 90.0
+    offer: str = OFFER_RECOMMENDATION
+
+    @property
+    def after_s(self) -> float | None:
+        """The inactivity before the win-back in seconds, None when off."""
+        return self.after_days * DAY if self.after_days > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
 class Store:
     """One store of the directory and its shopping guide."""
 
@@ -152,6 +188,8 @@ class Rules:
     replenishment_default_days: float = 0.0
     stores: Mapping[str, Store] = field(default_factory=dict)
     experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
+    recall: Recall = field(default_factory=Recall)
+    win_back: WinBack = field(default_factory=WinBack)
 
     def replenish_interval_s(self, category: str | None) -> float | None:
         """Replenishment interval of a category (most specific entry), None when not replenished."""
@@ -200,6 +238,8 @@ _SECTIONS = (
     "discount",
     "frequency",
     "replenishment",
+    "recall",
+    "win_back",
     "store",
     "experiment",
 )
@@ -349,6 +389,8 @@ class _Parser:
             **self.replenishment(data.get("replenishment", {})),
             stores=self.stores(data.get("store", [])),
             experiments=self.experiments(data.get("experiment", {})),
+            recall=self.recall(data.get("recall", {})),
+            win_back=self.win_back(data.get("win_back", {})),
         )
 
     def selector(self, value: Any, path: Path_, *, with_limit: bool) -> Selector:
@@ -473,6 +515,31 @@ class _Parser:
                 for c, v in raw.items()
             },
         }
+
+    def offer(self, value: Any, path: Path_) -> str:
+        if value not in OFFERS:
+            raise self.fail(
+                path, f"must be one of {', '.join(map(repr, OFFERS))}, got {_show(value)}"
+            )
+        return str(value)
+
+    def recall(self, value: Any) -> Recall:
+        p: Path_ = ("recall",)
+        t = self.table(value, p, ("visits", "offer"))
+        visits = self.integer(t.get("visits", 3), (*p, "visits"))
+        if visits == 1:
+            raise self.fail((*p, "visits"), "must be 0 (off) or >= 2 (a return visit), got 1")
+        return Recall(
+            visits=visits, offer=self.offer(t.get("offer", OFFER_RECOMMENDATION), (*p, "offer"))
+        )
+
+    def win_back(self, value: Any) -> WinBack:
+        p: Path_ = ("win_back",)
+        t = self.table(value, p, ("after_days", "offer"))
+        return WinBack(
+            after_days=self.number(t.get("after_days", 90), (*p, "after_days")),
+            offer=self.offer(t.get("offer", OFFER_RECOMMENDATION), (*p, "offer")),
+        )
 
     def experiments(self, value: Any) -> dict[str, ExperimentConfig]:
         p: Path_ = ("experiment",)

@@ -393,3 +393,33 @@ def _category(
     if categories is not None and categories.get(pid):
         return categories[pid]
     return catalog.category_of(pid) if catalog is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
+# re-engagement
+
+
+def recall_interest(journey: CustomerJourney, catalog: Catalog, *, k: int = 5) -> list[Candidate]:
+    """The products a visitor showed interest in on earlier visits, without buying them.
+
+    Cart lines first, then favourites, then viewed products, each group most recent first;
+    what the current visit (from `session_start`) touched is left out, and so are products
+    bought and products the catalog knows to be out of stock. Score `1 / (1 + rank)`.
+    """
+    before = journey.session_start
+    bought = journey.recent_purchases
+    groups: list[tuple[str, list[tuple[float, str]]]] = [
+        ("left in your cart", [(line.at, pid) for pid, line in journey.cart.items()]),
+        ("in your favourites", [(v[1], pid) for pid, v in journey.favourites.items()]),
+        ("viewed on an earlier visit", [(v[2], pid) for pid, v in journey.recent_views.items()]),
+    ]
+    chosen: dict[str, str] = {}
+    for reason, entries in groups:
+        for t, pid in sorted(entries, key=lambda e: (-e[0], e[1])):
+            if t >= before or pid in chosen or pid in bought or not catalog.in_stock(pid):
+                continue
+            chosen[pid] = reason
+    return [
+        Candidate(pid, round(1.0 / (1 + rank), 4), reason)
+        for rank, (pid, reason) in enumerate(list(chosen.items())[:k])
+    ]

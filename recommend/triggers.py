@@ -1,9 +1,11 @@
 """Goods find people: turn the journey and abandonment cores' outputs into recommendations.
 
 Pure: `react` looks at one customer's fresh outputs (a purchase, a seed transition, a cart or
-browse abandonment), asks the engine for a decision on each, and keeps the per-customer
-guardrail memory in `CustomerState.recommend`. Placed orders also feed co-purchase counts, with
-the products the customer had ordered before counted as repurchases.
+browse abandonment, a never-purchased visitor's Nth visit) and the deadlines that fired
+(replenishment reminders, a buyer's lapse: `recommend.reengage`), asks the engine for a
+decision on each, and keeps the per-customer guardrail memory in `CustomerState.recommend`.
+Placed orders also feed co-purchase counts, with the products the customer had ordered before
+counted as repurchases.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from journey.customer import CustomerState
-from recommend import reminders
+from recommend import reengage, reminders
 from recommend.catalog import Catalog
 from recommend.copurchase import CoPurchase
 from recommend.engine import decide, repurchased
@@ -54,8 +56,10 @@ def react(
 ) -> list[dict[str, Any]]:
     """Attribution of an order, then arm-labelled decisions for the triggers among `outputs`.
 
-    Without an event (a deadline fired), the customer's replenishment reminders due at `now`
-    are triggers too; the next reminder's time is kept in the state for the deadline index.
+    Without an event (a deadline fired), the customer's replenishment reminders and lapse
+    (win-back) due at `now` are triggers too; with one, the start of a never-purchased visitor's
+    Nth visit (recall). The next deadline's time is kept in the state for the deadline index
+    (`recommend.reengage.keep_due`).
     """
     decisions: list[dict[str, Any]] = []
     if isinstance(event, Order) and event.action == "placed":
@@ -75,11 +79,23 @@ def react(
         )
         if converted is not None:
             decisions.append(converted)
-    arm_of = arm_picker(key, recommender.holdout, recommender.rules.experiments)
+    if not isinstance(state.recommend, dict):
+        state.recommend = {}
+    rules = recommender.rules
+    arm_of = arm_picker(key, recommender.holdout, rules.experiments)
     triggers = [_prepared(record, event) for record in outputs if is_trigger(record)]
-    reminding = event is None and isinstance(state.recommend, dict)
-    if reminding:  # a deadline fired: the reminders due now
-        triggers += reminders.due_checks(state.recommend, recommender.rules, now, customer_key=key)
+    reminding = event is None
+    if reminding:  # a deadline fired: the reminders and the lapse due now
+        triggers += reminders.due_checks(state.recommend, rules, now, customer_key=key)
+        triggers += reengage.lapse_checks(
+            state.recommend, state.journey, rules, now, customer_key=key
+        )
+    elif state.journey is not None:  # the Nth visit of a visitor who never bought
+        t = float(getattr(event, "occurred_at", now))
+        recall = reengage.recall_checks(
+            state.recommend, state.journey, outputs, rules, t, customer_key=key
+        )
+        triggers += [_prepared(record, event) for record in recall]
     for trigger in triggers:
         state.recommend, out = decide(
             state.recommend,
@@ -102,8 +118,10 @@ def react(
                 experiments=recommender.rules.experiments,
             )
         )
-    if (triggers or reminding) and isinstance(state.recommend, dict):
-        reminders.keep_due(state.recommend, recommender.rules)
+    # after every event or deadline: the lapse moves with the customer's activity
+    reengage.keep_due(
+        state.recommend, state.journey, rules, reminders_changed=bool(triggers) or reminding
+    )
     return decisions
 
 

@@ -20,13 +20,23 @@ from journey import customer as customer_core
 from journey.customer import CustomerState
 from streams.clock import Clock
 
+COMPACT_MIN = 1024  # heap entries of a partition before stale ones are first compacted away
+
 
 class DeadlineIndex:
-    """Per-partition heaps of (due, customer key); stale entries are skipped lazily."""
+    """Per-partition heaps of (due, customer key); stale entries are skipped lazily.
+
+    A deadline that moves later leaves its old entry behind until it reaches the top. The win-back
+    lapse (`recommend.reengage`) moves on every event of a customer who bought and lies weeks
+    ahead, so a heap whose size passes twice its size after the last compaction (at least
+    `COMPACT_MIN`) is rebuilt from its live entries: memory stays proportional to the keys with
+    a deadline, at an amortised O(log n) per move.
+    """
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.heaps: dict[int, list[tuple[float, bytes]]] = defaultdict(list)
+        self.compact_at: dict[int, int] = {}
         self.due_of: dict[bytes, float] = {}
         self.clocks: dict[int, Clock] = {}
         self.ticking: set[int] = set()
@@ -46,7 +56,17 @@ class DeadlineIndex:
             return
         if self.due_of.get(key) != due:
             self.due_of[key] = due
-            heapq.heappush(self.heaps[partition], (due, key))
+            heap = self.heaps[partition]
+            heapq.heappush(heap, (due, key))
+            if len(heap) > self.compact_at.get(partition, COMPACT_MIN):
+                self.compact(partition)
+
+    def compact(self, partition: int) -> None:
+        """Rebuild a partition's heap from its live entries (one per key with a deadline)."""
+        heap = self.heaps[partition]
+        live = sorted({(due, key) for due, key in heap if self.due_of.get(key) == due})
+        self.heaps[partition] = live  # a sorted list is a heap
+        self.compact_at[partition] = max(COMPACT_MIN, 2 * len(live))
 
     def pop_due(self, partition: int, now: float) -> list[bytes]:
         """Keys of a partition whose deadline is due at `now` (each once)."""
@@ -88,4 +108,5 @@ class DeadlineIndex:
         for p in partitions:
             for _, key in self.heaps.pop(p, []):
                 self.due_of.pop(key, None)
+            self.compact_at.pop(p, None)
             self.ticking.discard(p)

@@ -40,3 +40,11 @@ def test_the_examples_tell_one_story() -> None:
     assert converted["decision_id"] == load["recommendation"]["id"]
     assert converted["order_id"] == load["journey_transition"]["order_id"]
     assert load["discount_trigger"]["trigger_id"] == load["cart_abandoned"]["id"]
+
+
+def test_the_re_engagement_example_is_a_1_0_1_recommendation() -> None:
+    """A strategy 1-0-0 does not enumerate: the record carries 1-0-1 (schemas/README.md)."""
+    example = json.loads((EXAMPLES / "recommendation_win_back.json").read_text())
+    assert (example["type"], example["version"]) == ("recommendation", "1-0-1")
+    assert (example["strategy"], example["trigger_type"]) == ("win_back", "lapse_check")
+    validator_for("recommendation", "1-0-1")(example)

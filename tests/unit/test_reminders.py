@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from journey import customer as core
 from journey.customer import CustomerState
-from recommend.rules import load_rules
+from recommend.rules import WinBack, load_rules
 from recommend.triggers import Recommender, react
 from replay.scenario import CATALOG
 from schemas.records import Order, OrderLine
@@ -20,8 +21,13 @@ Out = dict[str, Any]
 
 
 def recommender(**stock: int) -> Recommender:
-    """The default rules (formula every 14 days, no default interval), no holdout."""
-    return Recommender(rules=load_rules(), catalog=scenario_catalog(T0, **stock), holdout=0.0)
+    """The default rules (formula every 14 days, no default interval), no holdout.
+
+    The win-back's lapse deadline is off: these tests are about the reminders' deadlines alone
+    (tests/unit/test_reengage.py has the two together).
+    """
+    rules = replace(load_rules(), win_back=WinBack(after_days=0))
+    return Recommender(rules=rules, catalog=scenario_catalog(T0, **stock), holdout=0.0)
 
 
 def order(state: CustomerState | None, rec: Recommender, t: float, *pids: str) -> CustomerState:
