@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     rules_file: str = ""
     # share of customers held out of every recommendation strategy (decisions recorded, not sent)
     experiment_holdout: float = Field(0.10, ge=0.0, lt=1.0)
+    # for the test suite only: "exit_before_outputs" makes the worker exit (code 70) in its first
+    # batch with outputs, after the states are stored and before the outputs are sent
+    fault: Literal["", "exit_before_outputs"] = ""
 
     def __init__(self, **values: Any) -> None:
         """Validate `values` over the defaults (no environment: see `from_env`)."""

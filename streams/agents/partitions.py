@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -85,13 +86,15 @@ def open_work(partition: int) -> Work | None:
 
 
 gaps: dict[TP, tuple[int, float, int]] = {}  # tp -> (expected offset, last seek, seeks)
+unplaced: set[TP] = set()  # records came before the partition had a start offset
 
 
 def admit(work: Work, topic: str, offset: int) -> bool:
     """True if the record is the partition's next one; skip re-deliveries and gaps."""
     expected = work.offsets.get(topic)
-    if expected is None:
+    if expected is None:  # delivered before the first seek placed a new partition: read again
         metrics.labelled(metrics.INPUT_SKIPS, "not_ready").inc()
+        unplaced.add(TP(topic, work.partition))
         return False
     if offset < expected:
         metrics.labelled(metrics.INPUT_SKIPS, "already_applied").inc()
@@ -117,6 +120,8 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
     writes.update(dict.fromkeys(work.deleted))
     position = Position(dict(work.offsets), work.clock.event_time, work.batch)
     flat = [s for sends in outputs.values() for s in sends]
+    if flat and settings.fault == "exit_before_outputs":
+        send = exit_before_outputs
     try:
         await table.store.commit(
             work.partition,
@@ -138,9 +143,22 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
         deadlines.clocks[work.partition] = work.clock
 
 
+async def exit_before_outputs(sends: list[Send]) -> None:
+    """The test suite's fault: die with the states stored and the outputs not sent."""
+    app.log.warning("fault exit_before_outputs: exiting with %d outputs unsent", len(sends))
+    os._exit(70)
+
+
 async def read_gaps_again() -> None:
     """Seek partitions with a gap back to their position (again after a second, if needed)."""
     now = time.monotonic()
+    for tp in list(unplaced):  # once placed, they are a gap: read from the start offset
+        cursor = table.cursors.get(tp.partition)
+        start = None if cursor is None else cursor.offsets.get(tp.topic)
+        if cursor is None or start is not None:
+            unplaced.discard(tp)
+        if start is not None and tp not in gaps:
+            gaps[tp] = (start, 0.0, 0)
     for tp, (expected, last, seeks) in list(gaps.items()):
         cursor = table.cursors.get(tp.partition)
         if cursor is None or cursor.offsets.get(tp.topic, expected) != expected:
@@ -233,5 +251,5 @@ async def commit_positions() -> None:
 @app.timer(1.0)
 async def gap_timer() -> None:
     """Seek gaps again also when no batch arrives (a seek lost to a rebalance or a stale fetch)."""
-    if gaps and not app.rebalancing and idle.is_set():
+    if (gaps or unplaced) and not app.rebalancing and idle.is_set():
         await read_gaps_again()
