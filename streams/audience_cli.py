@@ -20,12 +20,12 @@ import click
 from journey.audience import AudienceError, AudiencePage, parse_query, parse_time, select
 from journey.audience_export import csv_lines, jsonl
 from journey.stages import SEGMENTS, STAGES, TAGS
+from streams.broker_option import broker_option, broker_url
 
 if TYPE_CHECKING:
     from streams.clients import Connection
 
 FORMATS = ("jsonl", "csv")
-BROKER_HELP = "Kafka bootstrap servers: kafka://host:port[;host:port] or host:port[,host:port]"
 TIME_HELP = "epoch seconds or ISO 8601, UTC unless it has an offset"
 
 
@@ -62,12 +62,7 @@ TIME_HELP = "epoch seconds or ISO 8601, UTC unless it has an offset"
 @click.option(
     "--output", "-o", metavar="FILE", required=True, help="The file to write, or - for stdout."
 )
-@click.option(
-    "--broker",
-    metavar="URL",
-    default=None,
-    help=f"The broker (default: JOURNEYSTREAM_BROKER). {BROKER_HELP}",
-)
+@broker_option("The broker (default: JOURNEYSTREAM_BROKER)")
 @click.option(
     "--app-id",
     default=None,
@@ -88,7 +83,6 @@ def audience(
     the customers of every worker; time and memory grow with the number of customers.
     """
     from streams.applied import changelog_name
-    from streams.cli import broker_url
     from streams.clients import Connection
     from streams.settings import Settings
 

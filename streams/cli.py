@@ -14,11 +14,11 @@ from typing import Any
 import click
 
 from streams.audience_cli import audience
+from streams.broker_option import broker_option, broker_url
 from streams.faust_options import WorkerCommand, faust_argv, setting_options
 from streams.settings import SettingsError
 
 FORMATS = ("jsonl", "rees46", "online-retail", "csv")
-BROKER_HELP = "Kafka bootstrap servers: kafka://host:port[;host:port] or host:port[,host:port]"
 
 
 def _version(package: str) -> str:
@@ -29,17 +29,6 @@ def _version(package: str) -> str:
 
 
 VERSION = f"{_version('journeystream')} (faust-streaming {_version('faust-streaming')})"
-
-
-def broker_url(value: str) -> str:
-    """kafka://host:port[;host:port], from that or from host:port[,host:port]."""
-    value = value.strip()
-    return value if "://" in value else "kafka://" + value.replace(",", ";")
-
-
-def broker_option(help_text: str) -> Any:
-    """--broker, the same name and format in every subcommand."""
-    return click.option("--broker", metavar="URL", default=None, help=f"{help_text}. {BROKER_HELP}")
 
 
 def progress_options(fn: Any) -> Any:

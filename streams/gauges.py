@@ -26,19 +26,13 @@ from journey.activity import day_of
 from journey.figures import CurrentPeriods
 from streams import kpis, metrics
 from streams.agents.operations import read_slice
-from streams.agents.partitions import deadlines
 from streams.app import app, settings
 from streams.tables import customers as table
+from streams.web import processing_now
 
 log = logging.getLogger(__name__)
 
 SLICE = 500  # customer states decoded between two yields to the event loop (about 30 µs each)
-
-
-def now() -> float:
-    """The worker's time: its partitions' clocks (event time), wall time too with the live clock."""
-    clocks = [c.now() for c in deadlines.clocks.values()]
-    return max([*clocks, time.time()] if settings.clock == "live" else clocks, default=0.0)
 
 
 async def scan(day: str) -> dict[str, dict[str, Any] | None] | None:
@@ -62,7 +56,7 @@ async def scan(day: str) -> dict[str, dict[str, Any] | None] | None:
 async def refresh() -> bool:
     """Count the local customer states and set the gauges; False when the pass was dropped."""
     started = time.perf_counter()
-    figures = await scan(day_of(now(), settings.store_timezone))
+    figures = await scan(day_of(processing_now(), settings.store_timezone))
     if figures is None:
         return False
     for name, values in kpis.gauge_samples(figures).items():
