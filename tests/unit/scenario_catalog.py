@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from recommend.catalog import Catalog
 from replay.scenario import CATALOG
-from schemas.records import CatalogItem
+from schemas.records import CatalogItem, OrderLine
+
+PRODUCTS = {p.product_id: p for p in CATALOG}
 
 
 def scenario_catalog(occurred_at: float, **stock: int) -> Catalog:
@@ -24,3 +26,16 @@ def scenario_catalog(occurred_at: float, **stock: int) -> Catalog:
             )
         )
     return catalog
+
+
+def order_lines(*pids: str) -> tuple[OrderLine, ...]:
+    """One line of quantity 1 at the catalog price per scenario product id."""
+    return tuple(
+        OrderLine(
+            product_id=pid,
+            quantity=1,
+            unit_price=PRODUCTS[pid].price,
+            category=PRODUCTS[pid].category,
+        )
+        for pid in pids
+    )

@@ -18,16 +18,14 @@ from journey.customer import CustomerState
 from recommend.experiments import ExperimentConfig
 from recommend.rules import RECALL, WIN_BACK, Recall, RulesError, WinBack, load_rules, parse_rules
 from recommend.triggers import Recommender, react
-from replay.scenario import CATALOG
 from schemas.contracts import validator_for
-from schemas.records import CartChange, Order, OrderLine, PageView
-from tests.unit.scenario_catalog import scenario_catalog
+from schemas.records import CartChange, Order, PageView
+from tests.unit.scenario_catalog import PRODUCTS, order_lines, scenario_catalog
 
 DAY = 86400.0
 T0 = 1_793_610_000.0  # 2026-11-02T09:00:00Z
 VISITOR = "c:c-visitor-1"
 BUYER = "c:c-buyer-1"
-PRODUCTS = {p.product_id: p for p in CATALOG}
 Out = dict[str, Any]
 
 
@@ -92,15 +90,7 @@ class Customer:
 
     def order(self, t: float, *pids: str) -> list[Out]:
         self.n += 1
-        lines = tuple(
-            OrderLine(
-                product_id=pid,
-                quantity=1,
-                unit_price=PRODUCTS[pid].price,
-                category=PRODUCTS[pid].category,
-            )
-            for pid in pids
-        )
+        lines = order_lines(*pids)
         return self.event(
             Order(
                 event_id=f"{self.key}-o{self.n}",

@@ -9,14 +9,12 @@ from journey import customer as core
 from journey.customer import CustomerState
 from recommend.rules import WinBack, load_rules
 from recommend.triggers import Recommender, react
-from replay.scenario import CATALOG
-from schemas.records import Order, OrderLine
-from tests.unit.scenario_catalog import scenario_catalog
+from schemas.records import Order
+from tests.unit.scenario_catalog import order_lines, scenario_catalog
 
 DAY = 86400.0
 T0 = 1_793_610_000.0  # 2026-11-02T09:00:00Z
 KEY = "c:c-mother-1"
-PRODUCTS = {p.product_id: p for p in CATALOG}
 Out = dict[str, Any]
 
 
@@ -32,15 +30,7 @@ def recommender(**stock: int) -> Recommender:
 
 def order(state: CustomerState | None, rec: Recommender, t: float, *pids: str) -> CustomerState:
     """Apply an order through the journey core and react to it, as the agent does."""
-    lines = tuple(
-        OrderLine(
-            product_id=pid,
-            quantity=1,
-            unit_price=PRODUCTS[pid].price,
-            category=PRODUCTS[pid].category,
-        )
-        for pid in pids
-    )
+    lines = order_lines(*pids)
     event = Order(
         event_id=f"ev-{t}",
         occurred_at=t,
