@@ -30,12 +30,12 @@ from bench.measure import (
     total,
 )
 from bench.workloads import REPO, Workload, first_touch_event
+from harness.broker import free_port
+from harness.process import create_topics, produce, wire_key
+from harness.worker import WorkerProcess
 from streams import topics
-from streams.broker import free_port
-from streams.process import create_topics, produce, wire_key
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.worker import WorkerProcess
 
 READY_TIMEOUT = 120.0
 

@@ -70,7 +70,7 @@ def log(message: str) -> None:
 
 def run_process(data: Path, output: Path, partitions: int) -> float:
     """Run the file through `journeystream process` (nobody held out); seconds taken."""
-    from streams.process_run import process_file
+    from harness.process_run import process_file
 
     os.environ["JOURNEYSTREAM_EXPERIMENT_HOLDOUT"] = "0"  # every customer gets its decisions
     started = time.monotonic()
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = " ".join(["python -m bench.hitrate", *(sys.argv[1:] if argv is None else argv)])
     started = time.monotonic()
-    from streams.process import load_file
+    from harness.process import load_file
 
     events, _rejected = load_file(args.data, "online-retail", None)
     baskets = ev.baskets_from_orders(events, time_of=sort_key)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from aiokafka import TopicPartition
 
-from streams.process import committed, wait_committed
+from harness.process import committed, wait_committed
+from harness.worker import WorkerProcess
 from streams.settings import Settings
-from streams.worker import WorkerProcess
 
 
 class BenchError(RuntimeError):
@@ -68,7 +68,7 @@ async def time_group(
     """Time a consumer group from t0 (or its first commit) to its commit past every target.
 
     The events counted are those committed after t0's committed offsets, so both ends carry
-    the same commit lag (up to one commit interval). Waits with `streams.process.wait_committed`.
+    the same commit lag (up to one commit interval). Waits with `harness.process.wait_committed`.
     """
     deadline = time.monotonic() + timeout
     if t0 is None:

@@ -27,8 +27,8 @@ from bench import cases
 from bench.measure import disk_mb, memory_mb, pid_of, time_group
 from bench.report import update_kept_section
 from bench.workloads import first_touch_events
-from streams.broker import EmbeddedBroker, free_port
-from streams.worker import WorkerProcess
+from harness.broker import EmbeddedBroker, free_port
+from harness.worker import WorkerProcess
 
 BEGIN = "<!-- kept-section: million -->"
 END = "<!-- /kept-section: million -->"

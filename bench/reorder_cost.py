@@ -34,7 +34,7 @@ def run(decoded: list, config: JourneyConfig) -> tuple[float, float]:
 
 def main() -> None:
     """Interleave runs with the window off and on; print the medians and their ratio."""
-    from streams.process import wire_key
+    from harness.process import wire_key
     from tests.reliability.test_kill_restart import workload
 
     parser = argparse.ArgumentParser(description=__doc__)

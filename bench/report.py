@@ -145,7 +145,7 @@ def render(
     lines += [
         f"- {args.partitions} partitions. Every run starts a fresh embedded broker, produces the "
         "events once (all on the page-view input topic, keyed by customer key with "
-        "`streams.process.wire_key`, as `journeystream process` does"
+        "`harness.process.wire_key`, as `journeystream process` does"
         + (f"; {_rate(statistics.median(produce))} ev/s produced" if produce else "")
         + ") and runs the throughput cases one after the other on those same topics and "
         "partitions, each with its own consumer group.",
@@ -552,7 +552,7 @@ def _method(args: argparse.Namespace) -> list[str]:
         "*Raised*: journeystream's consumer (`streams/compat.py`: one `wait_first` per "
         "fetch instead of four tasks per message) and stream (`BatchingStream`: a batch is "
         "what is queued, no drainer task).",
-        "- **journeystream**: `streams.worker.WorkerProcess` with default settings except "
+        "- **journeystream**: `harness.worker.WorkerProcess` with default settings except "
         "`JOURNEYSTREAM_CLOCK=event` (the replay clock `journeystream process` uses; the "
         "sample's times are from 2019). 2 workers: two processes, each with its own web port "
         "and data directory.",
@@ -563,7 +563,7 @@ def _method(args: argparse.Namespace) -> list[str]:
         "commit-to-commit window spans only a few commit intervals and its group figures are "
         "coarse (low); its self-timed figures are the reference for the *vs Quix* column.",
         "- **Throughput of a consumer group** (no-op Faust, 1 worker, Quix): from the group's "
-        "first commit to the commit past every produced offset (`streams.process."
+        "first commit to the commit past every produced offset (`harness.process."
         "wait_committed`), counting the events committed after the first commit, so both "
         "ends carry the same commit lag (up to the 1 s commit interval). 2 workers: from the "
         "moment both answer /ready (after their rebalance), counting the events committed "

@@ -43,7 +43,7 @@ from typing import Any
 from bench import cases, report
 from bench.measure import cpu_seconds
 from bench.workloads import first_touch_events, rees46_events
-from streams.broker import EmbeddedBroker
+from harness.broker import EmbeddedBroker
 
 CASES = (
     "raw",
@@ -155,7 +155,7 @@ def machine() -> dict[str, str]:
         except PackageNotFoundError:
             return "not installed"
 
-    from streams.broker import tansu_binary
+    from harness.broker import tansu_binary
 
     try:
         tansu = Path(tansu_binary()).name

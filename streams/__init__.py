@@ -1,1 +1,1 @@
-"""journeystream's Faust application: agents, tables, web views and the CLI."""
+"""journeystream's Faust application: agents, tables, web views, settings, topics, metrics."""

@@ -25,7 +25,7 @@ def shared_file(name: str) -> Path:
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A Tansu broker on loopback for the whole test session; its log is kept on failure."""
-    from streams.broker import EmbeddedBroker
+    from harness.broker import EmbeddedBroker
 
     log_dir = tmp_path_factory.mktemp("broker")
     b = EmbeddedBroker(log_dir=log_dir).start()
@@ -37,7 +37,7 @@ class Deployment:
     """Unique topics, group and state for one test, and the workers running them."""
 
     def __init__(self, broker: Any, tmp: Path, partitions: int, **overrides: Any) -> None:
-        from streams.broker import free_port
+        from harness.broker import free_port
         from streams.settings import Settings
         from streams.topics import TopicNames
 
@@ -60,8 +60,8 @@ class Deployment:
 
     def create_topics(self) -> None:
         """Create every topic of this deployment."""
+        from harness.process import create_topics
         from streams import topics
-        from streams.process import create_topics
 
         names = [
             *self.names.inputs(),
@@ -73,8 +73,8 @@ class Deployment:
 
     def start_worker(self, index: int | None = None, **overrides: Any) -> Any:
         """Start a worker with its own web port and state directory; wait until ready."""
+        from harness.worker import WorkerProcess
         from streams.settings import Settings
-        from streams.worker import WorkerProcess
 
         i = len(self.workers) if index is None else index
         fields = {f: getattr(self.settings, f) for f in self.settings.__dataclass_fields__}

@@ -22,10 +22,10 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from harness.applied import wait_applied, wait_settled
+from harness.cli import main
+from harness.process import produce, send_flush
 from streams import topics
-from streams.applied import wait_applied, wait_settled
-from streams.cli import main
-from streams.process import produce, send_flush
 
 pytestmark = pytest.mark.broker
 TOKEN = "audience-token"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.process import create_topics
+from harness.process import create_topics
 from streams.recovery import confirmed_ends
 
 pytestmark = pytest.mark.broker

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from harness.applied import wait_applied
+from harness.process import _drain, produce, read_topics
 from streams import topics
-from streams.applied import wait_applied
-from streams.process import _drain, produce, read_topics
 from tests.integration.test_goods_find_people import CATALOG, view
 
 pytestmark = pytest.mark.broker

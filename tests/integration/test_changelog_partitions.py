@@ -9,8 +9,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.applied import wait_applied
-from streams.process import produce, read_topics
+from harness.applied import wait_applied
+from harness.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 4

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.applied import wait_applied
+from harness.process import produce
 from recommend.experiments import HOLDOUT, arm_for
-from streams.applied import wait_applied
-from streams.process import produce
 from tests.integration.test_goods_find_people import CATALOG
 
 pytestmark = pytest.mark.broker

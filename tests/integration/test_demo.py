@@ -41,7 +41,7 @@ def section(output: str, title: str) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def demo_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, float]:
     """Run the demo once in-process (in a scratch directory: it wipes ./var/demo)."""
-    from streams.demo import run_demo
+    from harness.demo import run_demo
 
     mp = pytest.MonkeyPatch()
     capture = _Capture()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from harness.applied import wait_applied
+from harness.process import produce
 from streams import topics
-from streams.applied import wait_applied
-from streams.process import produce
 from streams.recovery import confirmed_ends
 
 pytestmark = pytest.mark.broker

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from harness.applied import wait_applied
+from harness.process import produce, read_topics
 from streams import topics
-from streams.applied import wait_applied
-from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 
@@ -99,7 +99,7 @@ def test_formula_brings_diapers_and_wipes_and_strollers_bring_the_mid_priced_one
     last = asyncio.run(produce(d.bootstrap, d.names, story, one_topic=True))
     asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 30))
     # the father's session ends 30 min after his last view: advance event time past it
-    from streams.process import _drain
+    from harness.process import _drain
 
     asyncio.run(_drain(d.bootstrap, d.settings, d.names, last, 2, 60))
     records = asyncio.run(

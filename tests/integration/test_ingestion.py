@@ -24,10 +24,10 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.applied import wait_applied
+from harness.process import read_topics, wire_key
 from schemas.contracts import validator_for
 from streams import topics
-from streams.applied import wait_applied
-from streams.process import read_topics, wire_key
 
 pytestmark = pytest.mark.broker
 NOW = time.time()

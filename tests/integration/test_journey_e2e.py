@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.applied import wait_applied
+from harness.process import produce, read_topics
 from streams import topics
-from streams.applied import wait_applied
-from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 T0 = time.time() - 3 * 3600  # event times: the last three hours (live clock)

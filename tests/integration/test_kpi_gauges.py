@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.applied import wait_applied
-from streams.process import produce
+from harness.applied import wait_applied
+from harness.process import produce
 
 pytestmark = pytest.mark.broker
 TOKEN = "g4uge-token"

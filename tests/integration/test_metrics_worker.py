@@ -12,9 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.process import wire_key
 from journey.stages import SEGMENTS
 from streams import topics
-from streams.process import wire_key
 
 pytestmark = pytest.mark.broker
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.process_run import process_file
+from harness.process_run import process_file
 from tests.conftest import shared_file
 from tests.integration.test_real_data import RETAIL, first_invoices
 

@@ -19,8 +19,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.applied import wait_applied
-from streams.process import produce
+from harness.applied import wait_applied
+from harness.process import produce
 from streams.recovery import confirmed_ends
 
 pytestmark = pytest.mark.broker

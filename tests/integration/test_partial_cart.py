@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from harness.applied import wait_applied
+from harness.process import produce, read_topics
 from streams import topics
-from streams.applied import wait_applied
-from streams.process import produce, read_topics
 
 pytestmark = pytest.mark.broker
 DELAY = 6.0

@@ -383,7 +383,7 @@ def test_process_tells_the_sample_story(
 
 def test_process_timeout_says_how_far_it_got(tmp_path: Path) -> None:
     # 0.5 s cannot be enough: after the inputs are applied, the internal topic must be seen
-    # settled three times 0.3 s apart (streams.applied.wait_settled) before the flush phase
+    # settled three times 0.3 s apart (harness.applied.wait_settled) before the flush phase
     rows = [orjson.loads(line) for line in SAMPLE.read_bytes().splitlines() if line.strip()]
     customer_events = sum(1 for e in rows if e["type"] != "catalog_item")
     command = Path(sys.executable).parent / "journeystream"

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from harness.applied import wait_applied
+from harness.process import produce
 from replay.scenario import generate
-from streams.applied import wait_applied
-from streams.process import produce
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.broker

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.process_run import process_file
+from harness.process_run import process_file
 from tests.conftest import shared_file
 
 pytestmark = [pytest.mark.broker, pytest.mark.shared_data]

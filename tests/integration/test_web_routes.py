@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.applied import wait_applied
-from streams.process import produce
+from harness.applied import wait_applied
+from harness.process import produce
 
 pytestmark = pytest.mark.broker
 TOKEN = "route-walk-token"

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
+from harness.process import wire_key
 from journey import customer as core
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
@@ -43,7 +44,6 @@ from schemas import contracts
 from schemas.records import PageView
 from streams import topics
 from streams.clock import Clock
-from streams.process import wire_key
 from streams.settings import Settings
 
 ABANDONMENT_TYPES = ("cart_abandoned", "browse_abandoned", "abandonment_recovered")

@@ -33,11 +33,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from harness.changelog import latest_changelog
+from harness.process import _drain, produce
 from journey.figures import PERIODS
 from streams import kpis as operations
 from streams import topics
-from streams.changelog import latest_changelog
-from streams.process import _drain, produce
 from streams.recovery import confirmed_ends
 from tests.reliability.reference import (
     ABANDONMENT_TYPES,
@@ -416,9 +416,9 @@ def kill_during_restore(d: Any, rng: random.Random) -> Fault:
 
 def start_unready(d: Any, index: int) -> Any:
     """`Deployment.start_worker` without waiting until the worker is ready."""
-    from streams.broker import free_port
+    from harness.broker import free_port
+    from harness.worker import WorkerProcess
     from streams.settings import Settings
-    from streams.worker import WorkerProcess
 
     fields = {f: getattr(d.settings, f) for f in d.settings.__dataclass_fields__}
     fields.update(web_port=free_port(), data_dir=d.tmp / f"state-{index}")

@@ -19,10 +19,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from harness.applied import wait_applied
+from harness.process import read_topics, wire_key
 from journey.config import JourneyConfig
 from streams import topics
-from streams.applied import wait_applied
-from streams.process import read_topics, wire_key
 from tests.reliability.reference import journey_reference
 from tests.reliability.report import write_section
 from tests.reliability.scenarios import latest_changelog

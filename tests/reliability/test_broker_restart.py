@@ -26,9 +26,9 @@ import boto3
 import pytest
 from aiokafka import TopicPartition
 
+from harness.broker import EmbeddedBroker, die_with_parent, free_port, s3_env, wait_for_port
+from harness.process import _drain, committed, produce
 from streams import topics
-from streams.broker import EmbeddedBroker, die_with_parent, free_port, s3_env, wait_for_port
-from streams.process import _drain, committed, produce
 from tests.conftest import Deployment
 from tests.reliability.reference import reference
 from tests.reliability.report import write_section
@@ -102,7 +102,7 @@ def port_closed(port: int) -> bool:
 
 
 def drain(d: Deployment, produced: dict[TopicPartition, int]) -> None:
-    """streams.process._drain, tried again when an end could not be confirmed in time."""
+    """harness.process._drain, tried again when an end could not be confirmed in time."""
     for attempt in range(3):
         try:
             asyncio.run(_drain(d.bootstrap, d.settings, d.names, produced, PARTITIONS, 150))

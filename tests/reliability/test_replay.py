@@ -36,7 +36,7 @@ RETAIL = "online-retail-2010-12-to-2011-08.csv.gz"
 def run_process(source: Path, fmt: str, tmp: Path) -> tuple[int, float, list[dict[str, Any]], str]:
     """`journeystream process SOURCE`: exit status, seconds, output records, stderr's tail."""
     out = tmp / "out.jsonl"
-    command = [sys.executable, "-m", "streams", "process", str(source), "-o", str(out)]
+    command = [sys.executable, "-m", "harness", "process", str(source), "-o", str(out)]
     started = time.monotonic()
     try:
         proc = subprocess.run(

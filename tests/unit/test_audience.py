@@ -12,10 +12,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from harness.cli import cli
 from journey.audience import AudienceError, AudienceQuery, AudienceRow, parse_query, select
 from journey.audience_export import COLUMNS, csv_lines, jsonl
 from journey.config import JourneyConfig
-from streams.cli import cli
 
 DAY = 86400.0
 NOW = 20_000_000.0  # 1970-08-20T11:33:20Z

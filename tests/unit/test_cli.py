@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import broker_url, cli, main
+from harness.cli import broker_url, cli, main
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ("broker", "worker", "process", "replay", "forget", "audience", "demo")
@@ -40,7 +40,7 @@ def test_version_is_the_package_version() -> None:
     pin = next(d for d in project["dependencies"] if d.startswith("faust-streaming=="))
     faust = pin.split("==")[1]
     done = subprocess.run(
-        [sys.executable, "-m", "streams", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "harness", "--version"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0
     assert done.stdout == f"journeystream {version} (faust-streaming {faust})\n"
@@ -122,7 +122,7 @@ def test_a_settings_error_is_one_line_without_traceback(
 
 
 def test_faust_options_given_reach_faust_and_settings_come_from_settings() -> None:
-    from streams.faust_options import faust_argv, faust_worker_options, setting_options
+    from harness.faust_options import faust_argv, faust_worker_options, setting_options
     from streams.settings import Settings
 
     settings = Settings(web_port=7001, log_level="debug", advertised_host="w1")
@@ -152,7 +152,7 @@ def test_a_web_bind_beyond_loopback_still_needs_a_token(tmp_path: Path) -> None:
     env["JOURNEYSTREAM_DATA_DIR"] = str(tmp_path / "state")
     env["JOURNEYSTREAM_BROKER"] = "kafka://127.0.0.1:9"  # nothing listens: it must stop before
     done = subprocess.run(
-        [sys.executable, "-m", "streams", "worker", "--web-bind", "0.0.0.0"],
+        [sys.executable, "-m", "harness", "worker", "--web-bind", "0.0.0.0"],
         env=env,
         capture_output=True,
         text=True,

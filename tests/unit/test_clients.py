@@ -1,4 +1,4 @@
-"""The commands' aiokafka clients carry the worker's TLS/SASL settings (streams/clients.py)."""
+"""The commands' aiokafka clients carry the worker's TLS/SASL settings (harness/clients.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner
 
-from streams.applied import wait_applied
-from streams.cli import cli
-from streams.clients import Connection, client_options
-from streams.forget import count_keyed, retention_ms, send_forget
-from streams.process import create_topics, read_topics, replay_file
+from harness.applied import wait_applied
+from harness.cli import cli
+from harness.clients import Connection, client_options
+from harness.forget import count_keyed, retention_ms, send_forget
+from harness.process import create_topics, read_topics, replay_file
 from streams.settings import Settings
 from streams.topics import TopicNames
 

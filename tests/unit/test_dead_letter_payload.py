@@ -12,10 +12,10 @@ import orjson
 import pytest
 from faust.types import Message
 
+from harness.process_run import write_output
 from replay.adapters import AdapterRejection
 from schemas.contracts import dead_letter, validator_for
 from streams import routing
-from streams.process_run import write_output
 from streams.settings import Settings, SettingsError
 
 PAYLOAD = b'{"type":"page_view","customer_id":"secret-customer","price":-1}'

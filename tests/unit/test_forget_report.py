@@ -1,4 +1,4 @@
-"""What `journeystream forget` says it cannot delete (streams/forget.py)."""
+"""What `journeystream forget` says it cannot delete (harness/forget.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import pytest
 from aiokafka.protocol.admin import DescribeConfigsResponse_v0, DescribeConfigsResponse_v1
 
-from streams.forget import Report, describe_ms, kept_topics, parse_retention
+from harness.forget import Report, describe_ms, kept_topics, parse_retention
 from streams.topics import TopicNames
 
 WEEK_MS = 7 * 86_400_000

@@ -78,7 +78,7 @@ def test_the_worker_command_refuses_to_start_open_without_a_token(tmp_path: Path
         "JOURNEYSTREAM_BROKER": "kafka://127.0.0.1:9",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "streams", "worker"],
+        [sys.executable, "-m", "harness", "worker"],
         env=env,
         capture_output=True,
         text=True,

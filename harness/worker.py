@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.broker import die_with_parent
+from harness.broker import die_with_parent
 from streams.settings import Settings
 
 
@@ -40,7 +40,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker"],
+                [sys.executable, "-m", "harness", "worker"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

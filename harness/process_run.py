@@ -2,7 +2,7 @@
 
 The phases, each with a progress bar when asked: read the file, start the workers, produce the
 events, wait until the workers have applied them (the positions stored with the state,
-`streams.applied`; the bar polls them), flush the remaining deadlines and wait for the flush,
+`harness.applied`; the bar polls them), flush the remaining deadlines and wait for the flush,
 collect the outputs. `timeout` bounds the waiting for the workers (processed and flush) in all;
 when it runs out, ProcessTimeout says how far it got.
 """
@@ -26,19 +26,19 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
+from harness.applied import AppliedPositions, changelog_name, wait_applied, wait_settled
+from harness.broker import EmbeddedBroker, free_port
+from harness.changelog import latest_changelog
+from harness.clients import Connection
+from harness.process import create_topics, load_file, produce, read_topics, send_flush
+from harness.progress import Bar
+from harness.worker import WorkerProcess
 from replay.adapters import AdapterRejection
 from schemas import contracts
 from streams import kpis as operations
 from streams import topics
-from streams.applied import AppliedPositions, changelog_name, wait_applied, wait_settled
-from streams.broker import EmbeddedBroker, free_port
-from streams.changelog import latest_changelog
-from streams.clients import Connection
-from streams.process import create_topics, load_file, produce, read_topics, send_flush
-from streams.progress import Bar
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.worker import WorkerProcess
 
 POLL_S = 0.5  # how often a bar of the worker's progress reads the applied positions
 
@@ -95,7 +95,7 @@ def process_file(
     broker = None if bootstrap else EmbeddedBroker().start()
     workdir = Path(tempfile.mkdtemp(prefix="journeystream-process-"))
     run_id = uuid.uuid4().hex[:8]
-    secured = {} if bootstrap else {"security_protocol": "PLAINTEXT"}
+    secured: dict[str, Any] = {} if bootstrap else {"security_protocol": "PLAINTEXT"}
     settings = Settings.from_env(
         broker=f"kafka://{bootstrap}" if bootstrap else broker.url,  # type: ignore[union-attr]
         app_id=f"process-{run_id}",
@@ -175,7 +175,7 @@ async def drain(
     timeout: float,
     progress: bool,
 ) -> None:
-    """`streams.process._drain` within `timeout` in all, with a bar per phase."""
+    """`harness.process._drain` within `timeout` in all, with a bar per phase."""
     deadline = time.monotonic() + timeout
 
     def left() -> float:
@@ -220,7 +220,7 @@ class Phase:
     by_partition: bool
 
     async def wait(self, waiting: Awaitable[None], what: str = "") -> None:
-        """Await `waiting` (a wait of streams.applied), moving the bar until it ends."""
+        """Await `waiting` (a wait of harness.applied), moving the bar until it ends."""
         watcher = asyncio.create_task(self._watch()) if self.bar.enabled else None
         try:
             await waiting

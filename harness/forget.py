@@ -21,9 +21,9 @@ from aiokafka import TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from harness.clients import Connection
+from harness.process import produce_raw
 from streams import topics
-from streams.clients import Connection
-from streams.process import produce_raw
 from streams.recovery import confirmed_ends
 from streams.topics import TopicNames
 

@@ -38,14 +38,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from harness.broker import EmbeddedBroker, free_port
+from harness.process import _drain, create_topics, produce, read_topics, wire_key
+from harness.worker import WorkerProcess
 from replay.adapters import sort_key
 from replay.scenario import DEFAULT_START, generate, scenario_story
 from streams import topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.process import _drain, create_topics, produce, read_topics, wire_key
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.worker import WorkerProcess
 
 SEED = 7
 DEMO_DIR = Path("var/demo")
@@ -421,7 +421,7 @@ class _Summary:
         self.lines.append("")
         named = [r for r in purchases if r.get("customer_key") in ("c:c-mother-1", "c:c-login-1")]
         if named:
-            rows = [
+            named_rows: list[tuple[Any, ...]] = [
                 (
                     _short(r["customer_key"]),
                     r.get("order_id"),
@@ -432,7 +432,7 @@ class _Summary:
                 for r in named
             ]
             self.lines.append("  orders of the named actors:")
-            self.table(("customer", "order", "value", "path", "at"), rows, right={2})
+            self.table(("customer", "order", "value", "path", "at"), named_rows, right={2})
             self.lines.append("")
 
     def carts(self) -> None:

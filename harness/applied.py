@@ -15,8 +15,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from harness.clients import Connection, connect
 from streams import topics
-from streams.clients import Connection, connect
 from streams.recovery import confirmed_ends
 from streams.tables.state import OWNER_KEY, POSITION_KEY, Position, header_owner
 
@@ -97,7 +97,7 @@ async def wait_applied(
     The catalog topic is not the customer agent's: its progress is the group's commits.
     `broker`: a bootstrap string (plaintext) or a Connection with its TLS/SASL options.
     """
-    from streams.process import wait_committed  # the harness module imports this one
+    from harness.process import wait_committed  # the harness module imports this one
 
     conn = connect(broker)
     catalog = {tp: off for tp, off in targets.items() if tp.topic.endswith(topics.CATALOG)}

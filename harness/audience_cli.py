@@ -1,7 +1,7 @@
 """`journeystream audience`: export the customers of a group, cluster-wide, as JSON lines or CSV.
 
 The customer changelog is read from the broker, every partition of it, as a restore would
-(`streams.changelog.latest_changelog`), so the list covers every worker's customers; then
+(`harness.changelog.latest_changelog`), so the list covers every worker's customers; then
 selected with `journey.audience`, the code that serves the workers' `/audience`. The broker
 connection is the workers' (JOURNEYSTREAM_* settings: TLS, SASL), as for `replay` and `forget`.
 """
@@ -17,13 +17,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from harness.broker_option import broker_option, broker_url
 from journey.audience import AudienceError, AudiencePage, parse_query, parse_time, select
 from journey.audience_export import csv_lines, jsonl
 from journey.stages import SEGMENTS, STAGES, TAGS
-from streams.broker_option import broker_option, broker_url
 
 if TYPE_CHECKING:
-    from streams.clients import Connection
+    from harness.clients import Connection
 
 FORMATS = ("jsonl", "csv")
 TIME_HELP = "epoch seconds or ISO 8601, UTC unless it has an offset"
@@ -82,8 +82,8 @@ def audience(
     Reads the whole customer changelog from the broker (every partition), so the export covers
     the customers of every worker; time and memory grow with the number of customers.
     """
-    from streams.applied import changelog_name
-    from streams.clients import Connection
+    from harness.applied import changelog_name
+    from harness.clients import Connection
     from streams.settings import Settings
 
     params = {name: value for name, value in conditions.items() if value is not None}
@@ -112,7 +112,7 @@ def audience(
 
 async def read_states(conn: Connection, topic: str) -> dict[str, dict[str, Any]]:
     """Every customer state of the changelog `topic`, all its partitions, as a restore has it."""
-    from streams.changelog import latest_changelog
+    from harness.changelog import latest_changelog
 
     consumer = conn.consumer(group_id=None, enable_auto_commit=False)
     await consumer.start()

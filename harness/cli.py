@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from streams.audience_cli import audience
-from streams.broker_option import broker_option, broker_url
-from streams.faust_options import WorkerCommand, faust_argv, setting_options
+from harness.audience_cli import audience
+from harness.broker_option import broker_option, broker_url
+from harness.faust_options import WorkerCommand, faust_argv, setting_options
 from streams.settings import SettingsError
 
 FORMATS = ("jsonl", "rees46", "online-retail", "csv")
@@ -42,7 +42,7 @@ def progress_options(fn: Any) -> Any:
 
 
 def _progress(progress: bool | None, quiet: bool) -> bool:
-    from streams.progress import wanted
+    from harness.progress import wanted
 
     return False if quiet else wanted(progress)
 
@@ -72,7 +72,7 @@ def cli() -> None:
 @click.option("--storage", default="memory://tansu/", show_default=True, help="Tansu storage URL.")
 def broker(port: int, storage: str) -> int:
     """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
-    from streams.broker import EmbeddedBroker
+    from harness.broker import EmbeddedBroker
 
     running = EmbeddedBroker(port=port, storage=storage).start()
     print(f"journeystream broker: {running.url} (log {running.log_path}); Ctrl-C stops it")
@@ -107,7 +107,7 @@ def worker(ctx: click.Context, embedded_broker: bool, broker: str | None, **faus
     if broker:
         os.environ["JOURNEYSTREAM_BROKER"] = broker_url(broker)
     if embedded_broker:
-        from streams.broker import EmbeddedBroker
+        from harness.broker import EmbeddedBroker
 
         running = EmbeddedBroker().start()
         atexit.register(running.stop)  # Faust's worker exits the process through SystemExit
@@ -169,7 +169,7 @@ def process(
     lines. Phases: read, produce, processed (by the workers), flush; --timeout bounds the
     waiting for the workers in all.
     """
-    from streams.process_run import ProcessTimeout, process_file
+    from harness.process_run import ProcessTimeout, process_file
 
     bootstrap = broker_url(broker).split("://", 1)[1].replace(";", ",") if broker else None
     try:
@@ -219,8 +219,8 @@ def replay(
     quiet: bool,
 ) -> int:
     """Produce FILE's events to a running broker (by time, keyed by customer)."""
-    from streams.clients import Connection
-    from streams.process import replay_file
+    from harness.clients import Connection
+    from harness.process import replay_file
 
     settings = _settings(broker or bootstrap, topic_prefix)
     sent = replay_file(
@@ -253,8 +253,8 @@ def forget(
     """Remove a customer from every table (tombstones); say what stays on the topics."""
     import asyncio
 
-    from streams.clients import Connection
-    from streams.forget import Report, count_keyed, kept_topics, retention_ms, send_forget
+    from harness.clients import Connection
+    from harness.forget import Report, count_keyed, kept_topics, retention_ms, send_forget
     from streams.topics import TopicNames
 
     settings = _settings(broker, topic_prefix)
@@ -275,12 +275,12 @@ def forget(
 @click.option("--no-wait", is_flag=True, help="Exit after the summary.")
 def demo(no_wait: bool) -> int:
     """Play the demo store through an embedded broker and a worker."""
-    from streams.demo import run_demo
+    from harness.demo import run_demo
 
     return run_demo(keep_running=not no_wait)
 
 
-cli.add_command(audience)  # journeystream audience (streams/audience_cli.py)
+cli.add_command(audience)  # journeystream audience (harness/audience_cli.py)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,11 @@
 """The pieces of `journeystream process` and `replay`: read, produce, wait, collect outputs.
 
-`process` (streams/process_run.py) starts an embedded broker and worker(s) with a fresh app
+`process` (harness/process_run.py) starts an embedded broker and worker(s) with a fresh app
 id, produces the file's events in `occurred_at` order keyed by customer key (all customer events
 on one input topic: the consumer interleaves topics round-robin, so with one topic per type a
 customer's order could be processed before the views and carts that led to it, and the journeys
 of a replay would depend on that interleaving), waits until the positions stored with the state
-(`streams.applied`) are past every produced offset (the produce acks give the exact offsets, so
+(`harness.applied`) are past every produced offset (the produce acks give the exact offsets, so
 this never trusts the broker's reported partition end), flushes the remaining deadlines by
 advancing event time past them, waits again, then reads every output topic and writes one JSON
 object per line.
@@ -24,13 +24,13 @@ import orjson
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
+from harness.applied import wait_applied, wait_settled
+from harness.clients import Connection, connect
+from harness.progress import Bar
 from replay.adapters import AdapterRejection, ColumnMapping, read_events, sort_key
 from schemas import contracts
 from streams import topics
-from streams.applied import wait_applied, wait_settled
-from streams.clients import Connection, connect
 from streams.messages import FLUSH, internal_body
-from streams.progress import Bar
 from streams.recovery import confirmed_ends
 from streams.settings import Settings
 from streams.topics import TopicNames
@@ -190,7 +190,7 @@ async def wait_committed(
     """Wait until the group committed past each target offset (target = last offset produced).
 
     For topics whose progress is the group's commits (the catalog); the customer agent's
-    inputs are waited for with `streams.applied.wait_applied`.
+    inputs are waited for with `harness.applied.wait_applied`.
     """
     deadline = time.monotonic() + timeout
     while True:
