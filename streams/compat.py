@@ -285,6 +285,16 @@ class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
 
 
+async def commit_offsets(consumer: Any, offsets: Mapping[TP, int]) -> None:
+    """Commit `offsets` now through Faust's private commit (no acked-offset bookkeeping)."""
+    await consumer._commit_offsets(offsets)
+
+
+def table_recovery(app: Any) -> Any:
+    """The app's table recovery (`TableManager.recovery`: not on Faust's `TableManagerT`)."""
+    return app.tables.recovery
+
+
 def configure(fetch_max_wait_ms: int) -> None:
     """Set the fetch wait used by consumers created from now on."""
     ConsumerThread.fetch_max_wait_ms = int(fetch_max_wait_ms)

@@ -32,7 +32,7 @@ async def confirmed_ends(
         group_id=None,
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
-        **client_options,  # type: ignore[arg-type]
+        **client_options,
     )
     await consumer.start()
     try:

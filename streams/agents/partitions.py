@@ -20,7 +20,7 @@ from typing import Any
 from faust.types import TP
 
 from journey.customer import CustomerState
-from streams import metrics, routing
+from streams import compat, metrics, routing
 from streams.app import app, settings
 from streams.clock import Clock
 from streams.deadlines import DeadlineIndex
@@ -219,7 +219,7 @@ async def on_restored() -> None:
         clock.advance_to(table.cursors[partition].event_time)
 
 
-@app.on_partitions_revoked.connect
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust sends `revoked` positionally
 async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     """Let the batch in flight finish (it writes its position), then stop the partitions."""
     try:
@@ -245,7 +245,7 @@ async def commit_positions() -> None:
         if (tp := TP(topic, partition)) in assigned
     }
     if offsets:
-        await app.consumer._commit_offsets(offsets)
+        await compat.commit_offsets(app.consumer, offsets)
 
 
 @app.timer(1.0)
