@@ -266,6 +266,22 @@ def select(
     return AudiencePage(page, page[-1].customer_key if more else None)
 
 
+def merge_pages(pages: Iterable[AudiencePage], limit: int | None) -> AudiencePage:
+    """One page of the union of workers' pages of the same query (each answered for its keys).
+
+    Each worker's page holds its first `limit` keys after `after`, so the first `limit` keys of
+    the union are the first `limit` of the whole store; there are more when any page said so or
+    the union is longer than `limit`.
+    """
+    pages = list(pages)
+    rows = sorted((row for page in pages for row in page.rows), key=_by_key)
+    if limit is None:
+        return AudiencePage(tuple(rows), None)
+    page = tuple(rows[:limit])
+    more = len(rows) > limit or any(p.next_after is not None for p in pages)
+    return AudiencePage(page, page[-1].customer_key if more and page else None)
+
+
 # ---------------------------------------------------------------------------------------------
 # internals
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from journey.audience import AudienceRow
+from journey.audience import AudienceRow, parse_time
 from journey.stages import format_time
 
 COLUMNS = tuple(f.name for f in fields(AudienceRow))
@@ -27,6 +27,17 @@ def row_dict(row: AudienceRow) -> dict[str, Any]:
             value = format_time(value)
         out[name] = list(value) if name == "tags" else value
     return out
+
+
+def row_from_dict(data: dict[str, Any]) -> AudienceRow:
+    """The inverse of `row_dict` (a worker's JSON answer back to a row); KeyError when one lacks."""
+    values: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = data[name]
+        if name in TIMES and value is not None:
+            value = parse_time(name, value)
+        values[name] = tuple(value) if name == "tags" else value
+    return AudienceRow(**values)
 
 
 def jsonl(rows: Iterable[AudienceRow]) -> Iterator[bytes]:

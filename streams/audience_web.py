@@ -1,8 +1,10 @@
-"""`GET /audience`: the customers of a group among this worker's partitions (journey.audience).
+"""`GET /audience`: the customers of a group across every worker (journey.audience).
 
-Each worker answers for the partitions whose databases it holds, and says which; the cluster-wide
-list is `journeystream audience` (every partition of the changelog). Behind the bearer token like
-every data route (`streams.web.require_token`).
+The worker asked answers for the partitions whose databases it holds, asks every other worker of
+the group for the same page of theirs (`scope=local`, evaluated at its own time `at`, see
+`streams.cluster`) and merges the pages by key; `scope=local` answers for this worker alone.
+`journeystream audience` gives the same list from the changelog, without workers. Behind the
+bearer token like every data route (`streams.web.require_token`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from urllib.parse import quote
 import orjson
 from faust import web
 
-from journey.audience import AudienceError, parse_query, select
-from journey.audience_export import csv_lines, jsonl, row_dict
+from journey.audience import AudienceError, AudiencePage, merge_pages, parse_query, select
+from journey.audience_export import csv_lines, jsonl, row_dict, row_from_dict
 from journey.stages import format_time
+from streams import cluster
 from streams.agents.customers import journey_config
 from streams.app import app
 from streams.tables import customers as customer_table
@@ -46,15 +49,33 @@ class Audience(web.View):
         fmt = params.pop("format", "json")
         if fmt not in FORMATS:
             return self.error(400, f"format must be one of {', '.join(FORMATS)}")
+        scope = params.pop(cluster.SCOPE, "")
+        if scope not in ("", cluster.LOCAL):
+            return self.error(400, f"scope must be {cluster.LOCAL} or absent (every worker)")
         if not params.get("limit"):
             params["limit"] = str(DEFAULT_LIMIT)
         try:
+            now = float(params.pop("at")) if "at" in params else processing_now()
             query = parse_query(params, max_limit=MAX_LIMIT)
-        except AudienceError as exc:
+        except (AudienceError, ValueError) as exc:
             return self.error(400, str(exc))
         partitions = customer_table.local_partitions()
-        now = processing_now()
         page = select(customer_table.local_items(), query, now, journey_config)
+        if scope != cluster.LOCAL:
+            asked = {**params, "format": "json", "at": repr(now)}
+            try:
+                answers = await cluster.ask_peers(
+                    "/audience", asked, request.headers.get("Authorization")
+                )
+            except cluster.PeerError as exc:
+                return self.error(502, f"the audience is incomplete: {exc}")
+            pages = [page]
+            for raw in answers:
+                body = orjson.loads(raw)
+                partitions = sorted({*partitions, *body["partitions"]})
+                rows = tuple(row_from_dict(row) for row in body["customers"])
+                pages.append(AudiencePage(rows, body["next"]))
+            page = merge_pages(pages, query.limit)
         if fmt == "json":
             body = {
                 "partitions": partitions,

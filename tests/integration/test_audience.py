@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -196,3 +197,55 @@ def test_audiences_on_the_worker_and_from_the_command_line(
     # a changelog that is not there is named, with the likely cause
     assert main(["audience", "--broker", d.bootstrap, "--app-id", "nobody", "-o", "-"]) == 1
     assert "no topic nobody-customers-changelog on the broker" in capsys.readouterr().err
+
+
+def test_an_audience_across_two_workers_is_the_whole_store(deployment: Any) -> None:
+    """Each worker answers for its partitions, asks the other for its part and merges by key."""
+    d = deployment(partitions=4, clock="event", api_token=TOKEN, cart_abandon_delay_s=CART_DELAY)
+    first, second = d.start_worker(index=0), d.start_worker(index=1)
+    events = sorted(
+        (e for i in range(N) for e in events_of(i)), key=lambda e: (e["occurred_at"], e["event_id"])
+    )
+    last = asyncio.run(produce(d.bootstrap, d.names, events, one_topic=True))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 90))
+
+    def local(worker: Any) -> dict[str, Any]:
+        return audience(worker, scope="local", limit=1000)
+
+    # after the rebalance each worker holds a part: the two parts are the store, without overlap
+    for _ in range(60):
+        parts = [local(first), local(second)]
+        if all(p["partitions"] for p in parts) and sorted(
+            parts[0]["partitions"] + parts[1]["partitions"]
+        ) == [0, 1, 2, 3]:
+            break
+        time.sleep(1.0)
+    else:
+        pytest.fail(f"the workers never split the 4 partitions: {parts}")
+    mine = [[c["customer_key"] for c in p["customers"]] for p in parts]
+    assert mine[0] and mine[1] and not set(mine[0]) & set(mine[1])
+    assert sorted(mine[0] + mine[1]) == expected(lambda i: True)
+
+    for worker in (first, second):
+        body = audience(worker, limit=1000)
+        assert body["partitions"] == [0, 1, 2, 3]
+        assert [c["customer_key"] for c in body["customers"]] == expected(lambda i: True)
+        assert keys(worker, segment="customer") == expected(lambda i: i % 4 == 0)
+        assert keys(worker, tag="favourites") == expected(lambda i: i % 5 == 0)
+        # pages of 7 following `next` give every customer once, whichever worker owns it
+        seen: list[str] = []
+        after: str | None = None
+        while True:
+            page = audience(worker, limit=7, **({"after": after} if after else {}))
+            assert len(page["customers"]) <= 7
+            seen += [c["customer_key"] for c in page["customers"]]
+            after = page["next"]
+            if after is None:
+                break
+        assert seen == expected(lambda i: True)
+        status, text, headers = get(f"{worker.base_url}/audience?format=csv&bought=true&limit=10")
+        assert status == 200 and headers["Audience-Partitions"] == "0,1,2,3"
+        assert [r["customer_key"] for r in csv.DictReader(io.StringIO(text.decode()))] == expected(
+            lambda i: i % 4 == 0 and i < 40
+        )
+    assert get(f"{first.base_url}/audience?scope=everything")[0] == 400

@@ -13,8 +13,16 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from journey.audience import AudienceError, AudienceQuery, AudienceRow, parse_query, select
-from journey.audience_export import COLUMNS, csv_lines, jsonl
+from journey.audience import (
+    AudienceError,
+    AudiencePage,
+    AudienceQuery,
+    AudienceRow,
+    merge_pages,
+    parse_query,
+    select,
+)
+from journey.audience_export import COLUMNS, csv_lines, jsonl, row_dict, row_from_dict
 from journey.config import JourneyConfig
 
 DAY = 86400.0
@@ -302,3 +310,46 @@ def test_the_command_rejects_a_bad_query_before_reaching_a_broker() -> None:
     assert "unknown segment 'vip': one of new_visitor, returning_visitor" in result.output
     result = CliRunner().invoke(cli, ["audience", "--seen-from", "soon", "-o", "-"])
     assert result.exit_code == 2 and "seen_from must be epoch seconds" in result.output
+
+
+def audience_row(key: str, **over: Any) -> AudienceRow:
+    """A row with every field set (times on whole milliseconds, as served)."""
+    fields_ = dict(
+        customer_key=key,
+        customer_id=key[2:],
+        anonymous_id=None,
+        segment="customer",
+        stage="purchase",
+        tags=("favourites", "price_sensitive"),
+        first_seen=1_762_077_600.125,
+        last_seen=1_762_081_200.5,
+        sessions=2,
+        orders=1,
+        revenue=20.0,
+        last_order_at=1_762_077_630.0,
+        last_cart_abandoned_at=None,
+    )
+    fields_.update(over)
+    return AudienceRow(**fields_)  # type: ignore[arg-type]
+
+
+def test_a_served_row_reads_back_as_the_same_row() -> None:
+    row = audience_row("c:u01", anonymous_id="dev-1", last_cart_abandoned_at=1_762_080_000.25)
+    assert row_from_dict(orjson.loads(orjson.dumps(row_dict(row)))) == row
+
+
+def test_merged_pages_are_the_first_keys_of_the_union() -> None:
+    a = AudiencePage((audience_row("c:01"), audience_row("c:04"), audience_row("c:05")), "c:05")
+    b = AudiencePage((audience_row("c:02"), audience_row("c:03")), None)
+    page = merge_pages([a, b], 3)
+    assert [r.customer_key for r in page.rows] == ["c:01", "c:02", "c:03"]
+    assert page.next_after == "c:03"
+    # the last page: nobody has more and the union fits
+    last = merge_pages([AudiencePage((audience_row("c:09"),), None), b], 3)
+    assert [r.customer_key for r in last.rows] == ["c:02", "c:03", "c:09"]
+    assert last.next_after is None
+    # a worker with more rows than fit says so even when the union is exactly the limit
+    full = merge_pages([AudiencePage((audience_row("c:07"),), "c:07"), b], 3)
+    assert full.next_after == "c:07"
+    assert merge_pages([AudiencePage((), None)], 3) == AudiencePage((), None)
+    assert merge_pages([a, b], None).next_after is None
