@@ -43,7 +43,6 @@ from harness.process import _drain, create_topics, produce, read_topics, wire_ke
 from harness.worker import WorkerProcess
 from replay.adapters import sort_key
 from replay.scenario import DEFAULT_START, generate, scenario_story
-from streams import topics
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -92,12 +91,7 @@ def run_demo(keep_running: bool = True) -> int:
         )
         names = TopicNames(settings.topic_prefix)
         boot = settings.bootstrap_servers
-        all_topics = [
-            *names.inputs(),
-            names(topics.CATALOG),
-            names(topics.INTERNAL),
-            *names.outputs(),
-        ]
+        all_topics = names.all()
         asyncio.run(create_topics(boot, all_topics, settings.partitions))
         worker = WorkerProcess(settings, root / "worker.log").start()
         events = generate(seed=SEED)

@@ -112,12 +112,7 @@ def process_file(
     ok = False
     try:
         boot = Connection.of(settings)
-        all_topics = [
-            *names.inputs(),
-            names(topics.CATALOG),
-            names(topics.INTERNAL),
-            *names.outputs(),
-        ]
+        all_topics = names.all()
         replication = settings.changelog_replication_factor
         asyncio.run(create_topics(boot, all_topics, partitions, replication))
         for i in range(workers):

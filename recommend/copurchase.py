@@ -17,6 +17,11 @@ evidence for customers who bought it only once so far).
 
 Memory is bounded: at most `max_pairs_per_product` partners per product and `max_products`
 products (the partner / product with the least decayed weight is evicted when a new one comes).
+
+Shared by every worker: `observe_once(order_key, ...)` counts an order the first time its key
+(customer key and order id) is seen, so the worker that placed it (at once) and the log every
+worker reads (`order_record`, topic `journeystream.copurchase`) count it once; the last
+`max_seen_orders` keys are remembered.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 DAY = 86400.0
@@ -39,6 +45,7 @@ class CoPurchaseConfig:
     max_pairs_per_product: int = 50
     max_products: int = 50_000
     max_order_products: int = 50  # larger orders: only the first 50 distinct products pair up
+    max_seen_orders: int = 200_000  # order keys remembered against duplicates (oldest dropped)
 
     def __post_init__(self) -> None:
         """Reject impossible settings."""
@@ -46,7 +53,7 @@ class CoPurchaseConfig:
             raise ValueError("half_life_days must be > 0")
         if self.min_support < 0 or not 0 <= self.min_confidence <= 1:
             raise ValueError("min_support must be >= 0 and min_confidence in 0..1")
-        if self.max_pairs_per_product < 1 or self.max_products < 1:
+        if self.max_pairs_per_product < 1 or self.max_products < 1 or self.max_seen_orders < 1:
             raise ValueError("caps must be >= 1")
 
 
@@ -58,6 +65,19 @@ class CoPurchase:
     items: dict[str, list[float]] = field(default_factory=dict)
     pairs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     repeats: dict[str, list[float]] = field(default_factory=dict)
+    seen: dict[str, None] = field(default_factory=dict)  # order keys counted, oldest first
+
+    def observe_once(
+        self, order_key: str, product_ids: Iterable[str], t: float, *, repeats: Iterable[str] = ()
+    ) -> bool:
+        """Count an order unless its key was counted already; True when it was counted now."""
+        if order_key in self.seen:
+            return False
+        self.seen[order_key] = None
+        if len(self.seen) > self.config.max_seen_orders:
+            del self.seen[next(iter(self.seen))]
+        self.observe_order(product_ids, t, repeats=repeats)
+        return True
 
     def _decay(self, value: float, at: float, t: float) -> float:
         return value * math.pow(2.0, -(t - at) / (self.config.half_life_days * DAY))
@@ -169,3 +189,42 @@ class CoPurchase:
             str(p): [float(c[0]), float(c[1])] for p, c in data.get("repeats", {}).items()
         }
         return cp
+
+
+def order_key(customer_key: str, order_id: str) -> str:
+    """What two copies of one order share: the customer key and the order id."""
+    return f"{customer_key}|{order_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedOrder:
+    """A `copurchase_order` record as counted: its key, products, time and repeats."""
+
+    key: str
+    products: tuple[str, ...]
+    at: float
+    repeats: tuple[str, ...]
+
+
+def shared_order(record: Any) -> SharedOrder | None:
+    """The order of a `copurchase_order` record (decoded JSON); None when it is not one."""
+    if not isinstance(record, dict) or record.get("type") != "copurchase_order":
+        return None
+    customer_key, order_id = record.get("customer_key"), record.get("order_id")
+    products, repeats = record.get("products"), record.get("repeats")
+    if not (isinstance(customer_key, str) and isinstance(order_id, str)):
+        return None
+    if not (isinstance(products, list) and isinstance(repeats, list)):
+        return None
+    try:
+        at = datetime.fromisoformat(str(record.get("occurred_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        return None
+    return SharedOrder(
+        order_key(customer_key, order_id),
+        tuple(str(p) for p in products),
+        at.timestamp(),
+        tuple(str(p) for p in repeats),
+    )

@@ -5,7 +5,8 @@ browse abandonment, a never-purchased visitor's Nth visit) and the deadlines tha
 (replenishment reminders, a buyer's lapse: `recommend.reengage`), asks the engine for a
 decision on each, and keeps the per-customer guardrail memory in `CustomerState.recommend`.
 Placed orders also feed co-purchase counts, with the products the customer had ordered before
-counted as repurchases.
+counted as repurchases: this worker's counts at once, every worker's through the
+`copurchase_order` record (`recommend.copurchase`: each order counted once by its key).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from journey.customer import CustomerState
+from journey.stages import format_time
 from recommend import reengage, reminders
 from recommend.catalog import Catalog
-from recommend.copurchase import CoPurchase
+from recommend.copurchase import CoPurchase, order_key
 from recommend.engine import decide, repurchased
 from recommend.experiments import arm_picker, assign_arms, attribute
 from recommend.guardrails import Budget
@@ -64,11 +66,11 @@ def react(
     decisions: list[dict[str, Any]] = []
     if isinstance(event, Order) and event.action == "placed":
         products = [ln.product_id for ln in event.lines]
-        recommender.copurchase.observe_order(
-            products,
-            event.occurred_at,
-            repeats=repurchased(state.recommend, products, event.occurred_at),
+        repeats = repurchased(state.recommend, products, event.occurred_at)
+        recommender.copurchase.observe_once(
+            order_key(key, event.order_id), products, event.occurred_at, repeats=repeats
         )
+        decisions.append(copurchase_order(key, event, products, repeats))
         # attribute before deciding: an order never converts the recommendation it triggers
         converted = attribute(
             state.recommend,
@@ -123,6 +125,23 @@ def react(
         state.recommend, state.journey, rules, reminders_changed=bool(triggers) or reminding
     )
     return decisions
+
+
+def copurchase_order(
+    key: str, order: Order, products: list[str], repeats: list[str]
+) -> dict[str, Any]:
+    """The `copurchase_order` record of a placed order: what every worker counts it from."""
+    distinct = list(dict.fromkeys(p for p in products if p))
+    return {
+        "type": "copurchase_order",
+        "version": "1-0-0",
+        "customer_key": key,
+        "customer_id": key[2:] if key.startswith("c:") else None,
+        "order_id": order.order_id,
+        "occurred_at": format_time(order.occurred_at),
+        "products": distinct,
+        "repeats": [p for p in dict.fromkeys(repeats) if p in distinct],
+    }
 
 
 def _prepared(record: dict[str, Any], event: Any) -> dict[str, Any]:

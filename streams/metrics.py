@@ -164,6 +164,14 @@ OUTPUTS_RESENT = Counter(
     namespace=_NS,
     registry=REGISTRY,
 )
+COPURCHASE_ORDERS = Counter(
+    "copurchase_orders",
+    "Orders read from the co-purchase topic by this worker, by outcome: counted, duplicate "
+    "(counted before: its own order, or a copy), invalid (not a copurchase_order record).",
+    ["outcome"],
+    namespace=_NS,
+    registry=REGISTRY,
+)
 INPUT_GAPS_ACCEPTED = Counter(
     "input_gaps_accepted",
     "Input offsets skipped because the broker no longer holds them (retention), per record.",

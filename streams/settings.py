@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     rules_file: str = ""
     # share of customers held out of every recommendation strategy (decisions recorded, not sent)
     experiment_holdout: float = Field(0.10, ge=0.0, lt=1.0)
+    # how long the co-purchase topic keeps an order (every worker reads it whole at start; an
+    # order 6 half-lives old, 180 days at the default 30, weighs under 2% of a new one)
+    copurchase_retention_days: float = Field(180.0, gt=0)
     # for the test suite only: "exit_before_outputs" makes the worker exit (code 70) in its first
     # batch with outputs, after the states are stored and before the outputs are sent
     fault: Literal["", "exit_before_outputs"] = ""

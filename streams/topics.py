@@ -16,6 +16,7 @@ GOODS_FIND_PEOPLE = "recommend.goods-find-people"
 DISCOUNT_TRIGGERS = "recommend.discount-triggers"
 DECISIONS = "recommend.decisions"
 DEAD_LETTERS = "journeystream.dead-letters"
+COPURCHASE = "journeystream.copurchase"  # placed orders' products: every worker reads it all
 
 INPUTS = (PAGE_VIEW, CART, ORDER, IDENTITY)
 OUTPUTS = (
@@ -47,6 +48,7 @@ OUTPUT_FOR_TYPE = {
     "recommendation_converted": GOODS_FIND_PEOPLE,
     "decision": DECISIONS,
     "dead_letter": DEAD_LETTERS,
+    "copurchase_order": COPURCHASE,  # internal: not among OUTPUTS (downstream topics)
 }
 
 
@@ -67,6 +69,10 @@ class TopicNames:
     def outputs(self) -> list[str]:
         """Output topics downstream services consume."""
         return [self(t) for t in OUTPUTS]
+
+    def all(self) -> list[str]:
+        """Every topic a deployment creates: inputs, catalog, internal, co-purchase, outputs."""
+        return [*self.inputs(), self(CATALOG), self(INTERNAL), self(COPURCHASE), *self.outputs()]
 
     def for_output(self, record_type: str) -> str:
         """Topic of an output record type."""

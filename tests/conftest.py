@@ -61,14 +61,8 @@ class Deployment:
     def create_topics(self) -> None:
         """Create every topic of this deployment."""
         from harness.process import create_topics
-        from streams import topics
 
-        names = [
-            *self.names.inputs(),
-            self.names(topics.CATALOG),
-            self.names(topics.INTERNAL),
-            *self.names.outputs(),
-        ]
+        names = self.names.all()
         asyncio.run(create_topics(self.bootstrap, names, self.settings.partitions))
 
     def start_worker(self, index: int | None = None, **overrides: Any) -> Any:

@@ -10,16 +10,12 @@ product id, so applying one twice is harmless and the latest of a product wins.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
 from schemas import contracts
 from schemas.records import CatalogItem
-from streams import metrics, routing, topics
+from streams import broadcast, metrics, routing, topics
 from streams.app import app, settings
 from streams.app import topics as names
 from streams.tables import catalog as catalog_state
@@ -57,41 +53,14 @@ async def process_catalog(stream: Any) -> None:
         await routing.send_all(sends)
 
 
+def apply_item(value: bytes) -> None:
+    """Apply one catalog topic value to this worker's catalog when it is a valid item."""
+    item = contracts.decode(value, time.time())
+    if isinstance(item, CatalogItem):
+        catalog_state.recommender.catalog.observe_item(item)
+
+
 @app.task
 async def broadcast_catalog() -> None:
     """Apply every catalog item of every partition to this worker's catalog, forever."""
-    while True:
-        try:
-            await read_whole_catalog()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # broker unreachable, topic missing: start over (idempotent)
-            app.log.warning("catalog broadcast reader restarts after %s", type(exc).__name__)
-            await asyncio.sleep(1.0)
-
-
-async def read_whole_catalog() -> None:
-    """Read the catalog topic from the beginning of every partition, applying valid items."""
-    conf = app.conf
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=[f"{u.host}:{u.port or 9092}" for u in conf.broker_consumer],
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
-    )
-    await consumer.start()
-    try:
-        topic = names(topics.CATALOG)
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        while True:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    item = contracts.decode(record.value, time.time())
-                    if isinstance(item, CatalogItem):
-                        catalog_state.recommender.catalog.observe_item(item)
-    finally:
-        await consumer.stop()
+    await broadcast.follow(names(topics.CATALOG), apply_item)
