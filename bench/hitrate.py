@@ -15,7 +15,6 @@ recommendation is the one triggered by its last order (processing order) that go
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -59,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", type=Path, default=None, help="also keep the process output here")
     p.add_argument("--update", type=Path, default=None, help="write the section into this file")
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--workers", type=int, default=1, help="workers sharing the co-purchases")
     return p.parse_args(argv)
 
 
@@ -68,14 +68,18 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_process(data: Path, output: Path, partitions: int) -> float:
-    """Run the file through `journeystream process` (nobody held out); seconds taken."""
+def run_process(data: Path, output: Path, partitions: int, workers: int) -> float:
+    """Run the file through `journeystream process` (default holdout); seconds taken."""
     from harness.process_run import process_file
 
-    os.environ["JOURNEYSTREAM_EXPERIMENT_HOLDOUT"] = "0"  # every customer gets its decisions
     started = time.monotonic()
     summary = process_file(
-        data, fmt="online-retail", output=output, partitions=partitions, progress=False
+        data,
+        fmt="online-retail",
+        output=output,
+        partitions=partitions,
+        workers=workers,
+        progress=False,
     )
     log(summary.describe())
     return time.monotonic() - started
@@ -89,20 +93,31 @@ def read_records(path: Path) -> Iterable[dict[str, Any]]:
                 yield orjson.loads(line)
 
 
+STRATEGY = "complements_after_purchase"
+
+
 def recommendations_by_order(records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
-    """Order id -> items of the recommendation triggered by that order's purchase transition."""
+    """Order id -> items of the post-order decision triggered by its purchase transition.
+
+    Read from the `decision` records, sent or held out: a held-out decision's items are what
+    would have been sent.
+    """
     purchase_order: dict[str, str] = {}
-    recs: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
     for r in records:
         if r.get("type") == "journey_transition" and r.get("kind") == "purchase":
             purchase_order[str(r["id"])] = str(r.get("order_id"))
-        elif r.get("type") == "recommendation":
-            recs.append(r)
+        elif (
+            r.get("type") == "decision"
+            and r.get("decision_type") == "recommendation"
+            and r.get("strategy") == STRATEGY
+        ):
+            decisions.append(r)
     out: dict[str, list[str]] = {}
-    for r in recs:
+    for r in decisions:
         order_id = purchase_order.get(str(r.get("trigger_id")))
         if order_id is not None and order_id not in out:
-            out[order_id] = [str(item["product_id"]) for item in r.get("items") or ()]
+            out[order_id] = [str(p) for p in r.get("product_ids") or ()]
     return out
 
 
@@ -138,7 +153,12 @@ def baselines(baskets: list[ev.Basket]) -> list[Row]:
 
 
 def render(
-    command: str, baskets: list[ev.Basket], ours: Row, rows: list[Row], total_s: float
+    command: str,
+    baskets: list[ev.Basket],
+    ours: Row,
+    rows: list[Row],
+    total_s: float,
+    workers: int = 1,
 ) -> str:
     """The Markdown section."""
     best = max(rows, key=lambda r: r.result.hit_rate_all)
@@ -168,10 +188,12 @@ def render(
         "Hit rate = hits / covered baskets; coverage = covered / evaluated baskets; the last "
         "column counts a basket without a recommendation as a miss (the fair comparison).",
         "- journeystream: the file goes through `journeystream process` (embedded Tansu broker, "
-        "one worker, 4 partitions, event-time clock) with "
-        "`JOURNEYSTREAM_EXPERIMENT_HOLDOUT=0` (held-out customers get no recommendation sent); "
-        "the items of the `recommendation` record whose trigger is the purchase transition of "
-        "the basket's last order (the last one that got a recommendation) are checked.",
+        f"{workers} worker(s), 4 partitions, event-time clock, the default 10% holdout): the "
+        "items of the `decision` record of the post-order recommendation whose trigger is the "
+        "purchase transition of the basket's last order (the last one that got a decision) are "
+        "checked, sent or held out (a held-out decision's items are what would have been "
+        "sent). The co-purchases are the shared ones (`journeystream.copurchase`, read whole "
+        "by every worker; with one worker its own orders are counted at once).",
         "- Baselines (`recommend/evaluation.py`), strictly online in time order, each "
         "recommending right after the basket with what was seen up to it: popularity = "
         "products in the most baskets so far; co-purchase = products most often in the same "
@@ -239,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out_dir = Path(tempfile.mkdtemp(prefix="journeystream-hitrate-"))
         records_path = args.keep or out_dir / "process.jsonl"
-        process_s = run_process(args.data, records_path, args.partitions)
+        process_s = run_process(args.data, records_path, args.partitions, args.workers)
     by_order = recommendations_by_order(read_records(records_path))
     ours = Row(
         "journeystream",
@@ -248,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     log(f"journeystream: {ours.result.hits}/{ours.result.covered} = {ours.result.hit_rate:.4f}")
     rows = baselines(baskets)
-    section = render(command, baskets, ours, rows, time.monotonic() - started)
+    section = render(command, baskets, ours, rows, time.monotonic() - started, args.workers)
     if args.update is not None:
         update_kept_section(args.update, section)
         log(f"wrote the section into {args.update}")
