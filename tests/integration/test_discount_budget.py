@@ -10,11 +10,13 @@ first store grants none, the second its own three. Counted on the output topics.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from streams import topics
@@ -127,3 +129,31 @@ def test_two_racing_workers_never_exceed_the_store_budget_and_a_restart_keeps_it
     assert sent == {STORE: CAP, OTHER: 3}  # the spent budget survived; the other store's own
     assert denied == {STORE: 12 - CAP + 6}
     assert len({t["id"] for t in triggers}) == CAP + 3
+
+
+def test_process_sends_as_many_discounts_with_one_worker_as_with_two(
+    broker: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`journeystream process` --workers 1 and 2 on the same carts: one store, one budget."""
+    from streams.process_run import process_file
+
+    monkeypatch.setenv("JOURNEYSTREAM_RULES_FILE", str(rules_with_cap(tmp_path / "r.toml", 3)))
+    monkeypatch.setenv("JOURNEYSTREAM_EXPERIMENT_HOLDOUT", "0")
+    data = tmp_path / "carts.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [*CATALOG, *FIRST]))
+    counts = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out-{workers}.jsonl"
+        process_file(
+            data,
+            fmt="jsonl",
+            output=out,
+            workers=workers,
+            bootstrap=broker.bootstrap,
+            progress=False,
+            timeout=240,
+        )
+        records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        denied = [r for r in records if r.get("held_out_reason") == "discount_budget"]
+        counts[workers] = (Counter(r["type"] for r in records)["discount_trigger"], len(denied))
+    assert counts == {1: (3, 12 - 3), 2: (3, 12 - 3)}
