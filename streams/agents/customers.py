@@ -7,7 +7,8 @@ outbox, `streams.tables.outbox`) and are sent once the states are stored, before
 position: a crash re-applies from a position whose state holds everything before it, the
 per-customer event-id dedupe absorbs a re-read whose state had been written, and the restore
 sends that state's outbox again, identical. Dead letters and forwards, which change no state,
-are sent before the states.
+are sent before the states. A discount reservation (internal, keyed by a store-day) is applied
+to that store-day's budget row the same way (`recommend.budget`, docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
