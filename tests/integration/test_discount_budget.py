@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from streams import topics
-from streams.applied import wait_applied
+from streams.applied import changelog_name, wait_applied
+from streams.changelog import latest_changelog
 from streams.process import _drain, produce, read_topics
 
 pytestmark = pytest.mark.broker
@@ -129,6 +130,12 @@ def test_two_racing_workers_never_exceed_the_store_budget_and_a_restart_keeps_it
     assert sent == {STORE: CAP, OTHER: 3}  # the spent budget survived; the other store's own
     assert denied == {STORE: 12 - CAP + 6}
     assert len({t["id"] for t in triggers}) == CAP + 3
+    # the budget rows are not customers for the readers of the changelog (process --kpis,
+    # journeystream audience): every customer who carted, and nothing else
+    states = asyncio.run(
+        latest_changelog(d.bootstrap, changelog_name(d.settings.app_id), PARTITIONS)
+    )
+    assert sorted(states) == sorted(f"c:{e['customer_id']}" for e in EVENTS)
 
 
 def test_process_sends_as_many_discounts_with_one_worker_as_with_two(
