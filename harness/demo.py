@@ -497,17 +497,20 @@ class _Summary:
         if not decisions:
             self.lines += ["Recommendation and discount decisions: none", ""]
             return
-        held = sum(1 for d in decisions if not d.get("delivered"))
+        held = sum(1 for d in decisions if d.get("held_out_reason") == "holdout")
+        denied = sum(1 for d in decisions if d.get("held_out_reason") == "discount_budget")
+        budget = f", {denied} over the store's daily discount budget" if denied else ""
         self.heading(
-            f"Recommendation and discount decisions ({len(decisions)}: {len(decisions) - held}"
-            f" sent, {held} held out as the experiment's control group)"
+            f"Recommendation and discount decisions ({len(decisions)}: "
+            f"{len(decisions) - held - denied} sent, {held} held out as the experiment's control"
+            f" group{budget})"
         )
         rows = [
             (
                 _short(d.get("customer_key") or "") or "-",
                 d.get("strategy"),
                 d.get("arm"),
-                "sent" if d.get("delivered") else "held out",
+                _delivery(d),
                 ", ".join(d.get("product_ids") or []) or "-",
                 _reason(d),
             )
@@ -522,6 +525,13 @@ class _Summary:
         counts = Counter(str(r.get("category")) for r in dead)
         text = ", ".join(f"{c} {n}" for c, n in counts.most_common()) if dead else "none"
         self.lines += [f"Dead letters: {text}", ""]
+
+
+def _delivery(decision: dict[str, Any]) -> str:
+    """How a decision went: sent, held out, or over the store's daily discount budget."""
+    if decision.get("delivered"):
+        return "sent"
+    return "no budget" if decision.get("held_out_reason") == "discount_budget" else "held out"
 
 
 def _short(key: str) -> str:

@@ -1,6 +1,6 @@
 """Decide what to send for one trigger record: strategies + guardrails -> output records (pure).
 
-`decide(rec_state, trigger, journey, catalog, copurchase, rules, now, customer_key=..., budget=...)`
+`decide(rec_state, trigger, journey, catalog, copurchase, rules, now, customer_key=...)`
 takes one output record of the journey/abandonment cores and returns the (mutated) per-customer
 `rec_state` and a list of outputs:
 
@@ -30,18 +30,21 @@ takes one output record of the journey/abandonment cores and returns the (mutate
   `win_back.after_days`) -> `win_back`: the customer's own past products (`buy_again`), then
   the most popular of their favourite category.
   Both send a recommendation, or with `offer = "discount"` a discount trigger on the top
-  candidate (the discount policy's percent, cooldown and budget). Their records carry version
+  candidate (the discount policy's percent and cooldown). Their records carry version
   1-0-1 (the schemas' strategy enums add them); every other record stays 1-0-0.
 Any other trigger yields nothing.
 
 Every decision carries its experiment `arm` (`arm_of(strategy)`, default treatment). A held-out
 decision is built like a sent one and marked `delivered: False`: its guardrails are checked
-(read-only), but it spends no discount budget and is not logged against the customer's
-frequency caps and cooldowns, which count real messages only.
+(read-only), but it is not logged against the customer's frequency caps and cooldowns, which
+count real messages only. The store's daily discount budget is not checked here: a treated
+discount trigger is reserved afterwards at the store-day's owner (`recommend.budget`), held-out
+ones never are.
 Guardrail suppressions yield `{"type": "signal", "name": "recommendation_suppressed",
 "strategy", "reason"}` (reasons in `recommend.guardrails`). Ids: sha1 of
 `customer_key|strategy|trigger id`, hex[:20]; a trigger whose id is already in the sent log (a
-re-delivery) is re-emitted identically without being counted again against caps or budget.
+re-delivery) is re-emitted identically without being counted again against caps (and the
+budget's owner grants an id it granted before again, without a new spend).
 `decide` never mutates `copurchase` or `catalog`: the streams layer feeds them.
 """
 
@@ -121,7 +124,6 @@ class _Ctx:
     rules: Rules
     now: float
     customer_key: str
-    budget: g.Budget
     trigger_id: str
     trigger_time: float
     store_id: str | None
@@ -139,7 +141,6 @@ def decide(
     now: float,
     *,
     customer_key: str,
-    budget: g.Budget,
     arm_of: Callable[[str], str] | None = None,
 ) -> tuple[dict[str, Any], list[Output]]:
     """Recommendations / discount triggers / suppression signals for one trigger record."""
@@ -162,7 +163,6 @@ def decide(
         rules=rules,
         now=now,
         customer_key=customer_key,
-        budget=budget,
         trigger_id=str(trigger.get("id") or trigger.get("event_id") or ""),
         trigger_time=t,
         store_id=state.get("store_id"),
@@ -388,14 +388,6 @@ def _discount(ctx: _Ctx, target: DiscountTarget | None, strategy: str = DISCOUNT
         blocked = g.check_caps(ctx.state, strategy, ctx.now, ctx.rules) or (
             g.check_discount_cooldown(ctx.state, ctx.now, ctx.rules)
         )
-        if (
-            blocked is None
-            and arm != HOLDOUT
-            and not ctx.budget.spend(
-                ctx.store_id, ctx.now, ctx.rules.discount.daily_budget_per_store
-            )
-        ):
-            blocked = g.DISCOUNT_BUDGET
         if blocked is not None:
             ctx.out.append(_suppressed(strategy, blocked))
             return

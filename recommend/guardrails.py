@@ -1,4 +1,4 @@
-"""Guardrails: stock / just-bought filters, frequency caps, cooldowns, discount budget (pure).
+"""Guardrails: stock / just-bought filters, frequency caps and cooldowns (pure).
 
 Per-customer memory lives in the JSON-friendly `rec_state` dict (the customer's `recommend`
 slot of the composite state):
@@ -12,15 +12,13 @@ slot of the composite state):
   triggers) in the rolling 24 h before `now`.
 * Strategy cooldown: no message of a strategy within its cooldown after the previous one.
 * Discount cooldown: no discount trigger within `discount.cooldown_days` after the previous one.
-* Daily discount budget: discount triggers per store per UTC day, counted in a per-worker
-  `Budget` (not in the customer's state; a restart or rebalance resets it, which only errs on
-  the side of sending).
+* Daily discount budget: discount triggers per store per UTC day, not a customer guardrail:
+  reserved at the store-day's owner after the customer's guardrails passed (`recommend.budget`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from recommend.catalog import Catalog
@@ -41,33 +39,6 @@ FREQUENCY_CAP = "frequency_cap"
 STRATEGY_COOLDOWN = "strategy_cooldown"
 DISCOUNT_COOLDOWN = "discount_cooldown"
 DISCOUNT_BUDGET = "discount_budget"
-
-
-@dataclass
-class Budget:
-    """Discount triggers spent per store per UTC day (per worker; mutable)."""
-
-    used: dict[str, int] = field(default_factory=dict)
-
-    @staticmethod
-    def _key(store_id: str | None, now: float) -> str:
-        return f"{int(now // DAY)}|{store_id or ''}"
-
-    def spent(self, store_id: str | None, now: float) -> int:
-        """Discount triggers already spent by a store on the UTC day of `now`."""
-        return self.used.get(self._key(store_id, now), 0)
-
-    def spend(self, store_id: str | None, now: float, limit: int) -> bool:
-        """Take one from the store's budget of the day; False (nothing taken) when exhausted."""
-        key = self._key(store_id, now)
-        n = self.used.get(key, 0)
-        if n >= limit:
-            return False
-        day = int(now // DAY)
-        for old in [k for k in self.used if int(k.split("|", 1)[0]) < day - 1]:
-            del self.used[old]
-        self.used[key] = n + 1
-        return True
 
 
 def normalize_state(rec_state: dict[str, Any] | None) -> dict[str, Any]:

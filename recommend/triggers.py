@@ -17,23 +17,22 @@ from typing import Any
 from journey.customer import CustomerState
 from journey.stages import format_time
 from recommend import reengage, reminders
+from recommend.budget import reserve
 from recommend.catalog import Catalog
 from recommend.copurchase import CoPurchase, order_key
 from recommend.engine import decide, repurchased
 from recommend.experiments import arm_picker, assign_arms, attribute
-from recommend.guardrails import Budget
 from recommend.rules import Rules
 from schemas.records import Order
 
 
 @dataclass
 class Recommender:
-    """What the strategies read besides the customer: catalog, co-purchases, rules, budget."""
+    """What the strategies read besides the customer: catalog, co-purchases, rules, holdout."""
 
     rules: Rules
     catalog: Catalog = field(default_factory=Catalog)
     copurchase: CoPurchase = field(default_factory=CoPurchase)
-    budget: Budget = field(default_factory=Budget)
     holdout: float = 0.10  # share of customers held out of every strategy
 
 
@@ -108,18 +107,17 @@ def react(
             recommender.rules,
             now,
             customer_key=key,
-            budget=recommender.budget,
             arm_of=arm_of,
         )
-        decisions.extend(
-            assign_arms(
-                state.recommend,
-                out,
-                customer_key=key,
-                holdout=recommender.holdout,
-                experiments=recommender.rules.experiments,
-            )
+        labelled = assign_arms(
+            state.recommend,
+            out,
+            customer_key=key,
+            holdout=recommender.holdout,
+            experiments=recommender.rules.experiments,
         )
+        # treated discount triggers are sent by the store-day's budget owner, if it grants them
+        decisions.extend(reserve(labelled, state.recommend.get("store_id"), now))
     # after every event or deadline: the lapse moves with the customer's activity
     reengage.keep_due(
         state.recommend, state.journey, rules, reminders_changed=bool(triggers) or reminding

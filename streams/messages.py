@@ -16,6 +16,7 @@ import orjson
 
 from journey import customer as core
 from journey.identity import customer_key, event_from_dict
+from recommend import budget
 from schemas import contracts
 from schemas.records import CartChange, CatalogItem, CustomerEvent, PageView, type_name
 
@@ -69,6 +70,14 @@ class Forget:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRequest:
+    """A discount trigger to reserve in the store-day's budget at `key` (`recommend.budget`)."""
+
+    key: bytes
+    reservation: budget.Reservation
+
+
+@dataclass(frozen=True, slots=True)
 class BadInput:
     """A message that cannot be processed: dead-letter it with a category and reason."""
 
@@ -77,7 +86,7 @@ class BadInput:
     event_type: str
 
 
-Message = CustomerInput | Rekey | CatalogUpdate | Tick | Forget | BadInput
+Message = CustomerInput | Rekey | CatalogUpdate | Tick | Forget | BudgetRequest | BadInput
 
 
 def internal_body(kind: str, **fields: Any) -> bytes:
@@ -144,6 +153,11 @@ def _internal(key: bytes, value: bytes | None) -> Message:
         return Tick(flush=kind == FLUSH)
     if kind == FORGET:
         return Forget(key)
+    if kind == budget.REQUEST:
+        reservation = budget.Reservation.from_message(obj)
+        if reservation is None or reservation.key.encode() != key:
+            return BadInput("internal_error", "malformed discount budget request", "internal")
+        return BudgetRequest(key, reservation)
     message = {k: v for k, v in obj.items() if k not in ("type", "rekey")}
     if kind == core.FORWARD:
         event = obj.get("event")

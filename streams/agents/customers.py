@@ -7,7 +7,8 @@ outbox, `streams.tables.outbox`) and are sent once the states are stored, before
 position: a crash re-applies from a position whose state holds everything before it, the
 per-customer event-id dedupe absorbs a re-read whose state had been written, and the restore
 sends that state's outbox again, identical. Dead letters and forwards, which change no state,
-are sent before the states.
+are sent before the states. A discount reservation (internal, keyed by a store-day) is applied
+to that store-day's budget row the same way (`recommend.budget`, docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from faust.types import EventT
 
 from journey import customer as core
 from journey.customer import CustomerState
+from recommend import budget
 from recommend.triggers import react
 from schemas.records import PageView
 from streams import metrics, routing, topics
@@ -38,6 +41,7 @@ from streams.app import topics as names
 from streams.messages import (
     FORGET,
     BadInput,
+    BudgetRequest,
     CatalogUpdate,
     CustomerInput,
     Forget,
@@ -49,6 +53,7 @@ from streams.messages import (
 )
 from streams.tables import catalog as catalog_state
 from streams.tables import customers as table
+from streams.tables.outbox import state_of
 
 journey_config = settings.journey_config()
 tier_of = catalog_state.price_tiers.tier_of
@@ -146,6 +151,8 @@ def handle(work: Work, message: Message, msg: Any, wall: float, sends: list[rout
         fire_due(work, flush=message.flush)
     elif isinstance(message, Forget):
         forget(work, message.key, sends)
+    elif isinstance(message, BudgetRequest):
+        reserve_budget(work, message)
     elif isinstance(message, Rekey):
         sends.append((INTERNAL, message.key, message.body))
         metrics.labelled(metrics.EVENTS, message.event_type, "forwarded").inc()
@@ -189,6 +196,19 @@ def apply_input(
     outputs += react(state, outputs, recommender, now, key=skey, event=message.message)
     work.put(key, state)
     routing.route_outputs(outputs, message.event_type, work.outputs_of(key))
+
+
+def reserve_budget(work: Work, message: BudgetRequest) -> None:
+    """Apply a discount reservation to its store-day's row: this partition is its only writer."""
+    key = message.key
+    row = work.rows.get(key)
+    if row is None:
+        raw = table.store.get(work.partition, key)
+        row = None if raw is None else state_of(orjson.loads(raw))
+    cap = recommender.rules.discount.daily_budget_per_store
+    row, outputs = budget.grant(row, message.reservation, cap)
+    work.rows[key] = row  # stored with the grant in its outbox, then sent (like a customer's)
+    routing.route_outputs(outputs, "internal", work.outputs_of(key))
 
 
 def forget(work: Work, key: bytes, sends: list[routing.Send]) -> None:

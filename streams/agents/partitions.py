@@ -45,6 +45,7 @@ class Work:
     states: dict[bytes, CustomerState] = field(default_factory=dict)
     deleted: set[bytes] = field(default_factory=set)
     outbox: dict[bytes, list[Send]] = field(default_factory=dict)  # outputs per written key
+    rows: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # reserved-key rows (budget)
     applied: int = 0
 
     def outputs_of(self, key: bytes) -> list[Send]:
@@ -112,11 +113,18 @@ def admit(work: Work, topic: str, offset: int) -> bool:
 
 async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> None:
     """Write a partition's states (with their outboxes), send the outputs, write the position."""
-    outputs = {key: sends for key, sends in work.outbox.items() if sends and key in work.states}
+    outputs = {
+        key: sends
+        for key, sends in work.outbox.items()
+        if sends and (key in work.states or key in work.rows)
+    }
     writes: dict[bytes, bytes | None] = {
         key: with_outbox(state.to_dict(), work.batch, outputs.get(key, ()))
         for key, state in work.states.items()
     }
+    writes.update(
+        (key, with_outbox(row, work.batch, outputs.get(key, ()))) for key, row in work.rows.items()
+    )
     writes.update(dict.fromkeys(work.deleted))
     position = Position(dict(work.offsets), work.clock.event_time, work.batch)
     flat = [s for sends in outputs.values() for s in sends]

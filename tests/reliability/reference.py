@@ -38,6 +38,7 @@ from harness.process import wire_key
 from journey import customer as core
 from journey.config import JourneyConfig
 from journey.customer import CustomerState
+from recommend import budget
 from recommend.rules import load_rules
 from recommend.triggers import Recommender, react
 from schemas import contracts
@@ -92,10 +93,22 @@ def reference(events: list[dict[str, Any]], settings: Settings) -> Reference:
     due_of: dict[str, float] = {}
     result = Reference()
 
+    budget_rows: dict[str, dict[str, Any]] = {}  # one shared budget per store-day, as the owner
+    cap = recommender.rules.discount.daily_budget_per_store
+
     def collect(outputs: list[dict[str, Any]]) -> None:
         for out in outputs:
+            if out["type"] == "internal" and out["message"].get("kind") == budget.REQUEST:
+                # a discount reservation: the store-day's owner grants it (second hop)
+                request = budget.Reservation.from_message(out["message"])
+                assert request is not None, out
+                budget_rows[out["key"]], granted = budget.grant(
+                    budget_rows.get(out["key"]), request, cap
+                )
+                collect(granted)
+                continue
             if out["type"] == "internal":
-                # the workloads have no identity links: nothing goes through the internal topic
+                # the workloads have no identity links: nothing else goes through the internal topic
                 raise AssertionError(f"internal message in a reference workload: {out}")
             if out["type"] in ABANDONMENT_TYPES or out["type"] in RECOMMENDATION_TYPES:
                 result.ids.setdefault(out["type"], set()).add(out["id"])
@@ -213,13 +226,14 @@ def first_difference(expected: Any, actual: Any, path: str = "") -> str:
 
 # What the worker keeps per process, outside the customer state: the learned co-purchases and
 # the store-wide repeat shares (from the orders this process has seen), the price tiers (from
-# the page views it has seen) and the daily discount budget ("per worker", recommend/rules.toml).
+# the page views it has seen). (The daily discount budget is changelogged and shared: one
+# budget per store-day, modelled in `collect` with the owner's grant rule.)
 # They are not changelogged: with two workers each learns from its own partitions, and a
 # restarted worker starts from nothing. A single-process reference cannot reproduce decisions
 # that depend on them, so the suite keeps its decisions independent of them:
 # * the rules file of the suite's workers (and of the reference) is the packaged one with the
 #   daily discount budget made unreachable (`suite_rules`); with 50 a day, which abandoners get
-#   a discount depends on the order in which one worker's partitions were processed;
+#   a discount depends on the order in which their reservations reach the store-day's owner;
 # * the workload never has a customer order a product twice and has one line per order, so
 #   no store-wide repeat share or co-purchase pair exists (`tests/reliability/scenarios.py`);
 # * page-view prices are fixed per product, so every process converges on the same tiers.

@@ -13,7 +13,6 @@ from journey.stages import CustomerJourney, format_time
 from recommend.catalog import Catalog
 from recommend.copurchase import DAY, CoPurchase
 from recommend.engine import decide, record_id
-from recommend.guardrails import Budget
 from recommend.rules import Rules, load_rules
 from replay.scenario import CATALOG, PREMIUM_STROLLERS
 from schemas.contracts import validator_for
@@ -41,7 +40,6 @@ def run(
     rules: Rules = RULES,
     now: float | None = None,
     key: str = "c:c-mother-1",
-    budget: Budget | None = None,
     arm: str | None = None,
 ) -> tuple[dict[str, Any], list[Out]]:
     """`decide` with demo defaults; validates every published record against its schema."""
@@ -54,7 +52,6 @@ def run(
         rules,
         now if now is not None else stages_time(trigger),
         customer_key=key,
-        budget=budget if budget is not None else Budget(),
         arm_of=None if arm is None else (lambda strategy: arm),
     )
     for rec in out:
@@ -272,47 +269,30 @@ def test_browse_discount_then_cart_discount_share_the_cooldown() -> None:
     assert signals(out) == [("discount_after_abandonment", "discount_cooldown")]
 
 
-def test_daily_store_budget() -> None:
+def test_the_engine_leaves_the_store_budget_to_its_owner() -> None:
+    """With a budget of 1, every customer's decision is a trigger: the owner denies the rest."""
     rules = dataclasses.replace(
         RULES, discount=dataclasses.replace(RULES.discount, daily_budget_per_store=1)
     )
-    budget = Budget()
     day_start = (T0 // DAY) * DAY
-
-    def at(key: str, t: float, store: str) -> list[Out]:
-        trigger = {**cart_record(f"b-{key}-{t}", t, key=key), "store_id": store}
-        return run(trigger, rules=rules, key=key, budget=budget)[1]
-
-    assert of(at("c:one", day_start + 100, STORE), "discount_trigger")
-    assert signals(at("c:two", day_start + 200, STORE)) == [
-        ("discount_after_abandonment", "discount_budget")
-    ]
-    assert of(at("c:three", day_start + 300, "baby-home-2"), "discount_trigger")  # other store
-    assert of(at("c:four", day_start + DAY + 1, STORE), "discount_trigger")  # next UTC day
-    assert (
-        budget.spent(
-            STORE,
-            day_start + DAY + 1,
-        )
-        == 1
-    )
+    for n, key in enumerate(("c:one", "c:two", "c:three")):
+        trigger = {**cart_record(f"b-{key}", day_start + 100 * n, key=key), "store_id": STORE}
+        _, out = run(trigger, rules=rules, key=key)
+        assert [r["type"] for r in out] == ["discount_trigger"]
 
 
-def test_held_out_decisions_spend_no_budget_and_leave_caps_and_cooldowns_alone() -> None:
+def test_held_out_decisions_leave_caps_and_cooldowns_alone_and_reserve_nothing() -> None:
+    from recommend.budget import REQUEST, reserve
     from recommend.experiments import assign_arms
 
-    rules = dataclasses.replace(
-        RULES, discount=dataclasses.replace(RULES.discount, daily_budget_per_store=1)
-    )
-    budget = Budget()
     day_start = (T0 // DAY) * DAY
     held = {**cart_record("h1", day_start + 100), "store_id": STORE}
-    state, out = run(held, rules=rules, budget=budget, arm="holdout")
+    state, out = run(held, arm="holdout")
     (disc,) = of(out, "discount_trigger")  # decided as for a treated customer ...
     assert disc["arm"] == "holdout"
-    assert budget.spent(STORE, day_start + 100) == 0  # ... but no budget spent
-    assert state.get("sent", []) == []  # and nothing logged against caps or cooldowns
-    audit, signal = assign_arms(state, out, customer_key="c:c-mother-1", holdout=0.0)
+    assert state.get("sent", []) == []  # ... but nothing logged against caps or cooldowns
+    labelled = assign_arms(state, out, customer_key="c:c-mother-1", holdout=0.0)
+    audit, signal = reserve(labelled, STORE, day_start + 100)  # and no budget reservation
     assert (audit["type"], audit["delivered"], audit["product_ids"]) == (
         "decision",
         False,
@@ -322,16 +302,11 @@ def test_held_out_decisions_spend_no_budget_and_leave_caps_and_cooldowns_alone()
     VALIDATE["decision"](audit)
     # the same customer, treated next for a cart an hour later: no cooldown from the held one
     treated = {**cart_record("t1", day_start + 3700), "store_id": STORE}
-    state, out = run(treated, state=state, rules=rules, budget=budget, arm="treatment")
+    state, out = run(treated, state=state, arm="treatment")
     assert [r["type"] for r in out] == ["discount_trigger"]
-    assert budget.spent(STORE, day_start + 3700) == 1
-    # the budget is spent now: a held-out decision is still recorded, a treated one is not sent
-    other = {**cart_record("h2", day_start + 200, key="c:two"), "store_id": STORE}
-    _, out = run(other, rules=rules, budget=budget, key="c:two", arm="holdout")
-    assert [r["arm"] for r in of(out, "discount_trigger")] == ["holdout"]
-    third = {**cart_record("t2", day_start + 300, key="c:three"), "store_id": STORE}
-    _, out = run(third, rules=rules, budget=budget, key="c:three", arm="treatment")
-    assert signals(out) == [("discount_after_abandonment", "discount_budget")]
+    labelled = assign_arms(state, out, customer_key="c:c-mother-1", holdout=0.0)
+    (request,) = reserve(labelled, STORE, day_start + 3700)  # a treated one is reserved
+    assert (request["type"], request["message"]["kind"]) == ("internal", REQUEST)
 
 
 def test_frequency_cap_fourth_message_in_a_day_is_suppressed() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from journey import customer as core
 from journey.customer import CustomerState
+from recommend.budget import Reservation, grant
 from recommend.experiments import ExperimentConfig
 from recommend.rules import RECALL, WIN_BACK, Recall, RulesError, WinBack, load_rules, parse_rules
 from recommend.triggers import Recommender, react
@@ -117,6 +118,15 @@ class Customer:
 
 def of(outputs: list[Out], strategy: str, rtype: str = "recommendation") -> list[Out]:
     return [o for o in outputs if o["type"] == rtype and o.get("strategy") == strategy]
+
+
+def granted(outputs: list[Out]) -> list[Out]:
+    """The outputs with each discount reservation granted by a fresh store-day budget."""
+    out: list[Out] = []
+    for o in outputs:
+        request = Reservation.from_message(o["message"]) if o["type"] == "internal" else None
+        out.extend(grant(None, request, 1)[1] if request is not None else [o])
+    return out
 
 
 def items(record: Out) -> list[str]:
@@ -227,7 +237,7 @@ def test_recall_as_a_discount_offers_the_top_product() -> None:
     c = Customer(VISITOR, recommender(recall=Recall(visits=2, offer="discount")))
     c.view(T0, "stroller-city")
     c.view(T0 + 60, "kettle-glass", "favourite")
-    (discount,) = of(c.view(T0 + DAY, "knife-set"), RECALL, "discount_trigger")
+    (discount,) = of(granted(c.view(T0 + DAY, "knife-set")), RECALL, "discount_trigger")
     assert discount["product_id"] == "kettle-glass"  # favourites before views
     assert discount["percent"] == 10.0  # [discount] default_percent
     assert discount["version"] == "1-0-1"
@@ -342,7 +352,7 @@ def test_win_back_as_a_discount() -> None:
     c = Customer(BUYER, recommender(win_back=WinBack(after_days=60, offer="discount")))
     c.order(T0, "kettle-glass")
     assert c.next_due() == T0 + 60 * DAY
-    (discount,) = of(c.fire(T0 + 60 * DAY), WIN_BACK, "discount_trigger")
+    (discount,) = of(granted(c.fire(T0 + 60 * DAY)), WIN_BACK, "discount_trigger")
     assert (discount["product_id"], discount["percent"]) == ("kettle-glass", 10.0)
     validator_for("discount_trigger", "1-0-1")(discount)
 
