@@ -5,12 +5,19 @@ stable across workers and restarts. Every decision yields a `decision` record, s
 (`delivered: true`) or held out (`delivered: false`, nothing else sent); a placed order within
 the attribution window after a decision (sent or held out) is attributed to the latest one,
 once per order, so conversion can be compared arm by arm.
+
+The customer is the unit of randomisation and of analysis: `rec_state["trials"]` keeps, per
+strategy the customer was decided for, `[arm, decisions, attributed orders, attributed
+revenue]` (never trimmed: one entry per strategy). `trial_counts` sums the customers' trials of
+stored states into customers decided, customers converted and revenue per (strategy, arm), the
+figures `recommend.uplift.experiment_report` compares with the holdout; a decision the store's
+discount budget denied counts as decided in its arm (intent to treat).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +82,9 @@ def assign_arms(
             exposures.append([t, strategy, arm, record["id"]])
             exposures.sort(key=lambda e: e[0])
             del exposures[:-MAX_EXPOSURES]
+            trial = rec_state.setdefault("trials", {}).setdefault(strategy, [arm, 0, 0, 0.0])
+            trial[0] = arm
+            trial[1] += 1
         out.append(decision_record(record, arm))
         if arm == HOLDOUT:
             out.append({"type": "signal", "name": "suppressed_by_holdout", "strategy": strategy})
@@ -144,6 +154,9 @@ def attribute(
     t, strategy, arm, decision_id = max(eligible, key=lambda e: e[0])
     attributed.append(order_id)
     del attributed[:-MAX_ATTRIBUTED]
+    trial = rec_state.setdefault("trials", {}).setdefault(strategy, [arm, 0, 0, 0.0])
+    trial[2] += 1
+    trial[3] = round(trial[3] + max(0.0, order_value), 2)
     text = f"{customer_key}|converted|{order_id}"
     ident = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:20]
     return {
@@ -160,6 +173,33 @@ def attribute(
         "order_value": round(order_value, 2),
         "seconds_to_convert": round(ordered_at - t, 3),
     }
+
+
+Counts = dict[tuple[str, str], float]
+
+
+def trial_counts(rec_states: Iterable[Any]) -> tuple[Counts, Counts, Counts]:
+    """Customers decided, customers converted and attributed revenue per (strategy, arm).
+
+    Each customer counts once per strategy, in their arm; `rec_states` are the customers'
+    `recommend` states as stored (anything else is skipped).
+    """
+    decided: Counts = {}
+    converted: Counts = {}
+    revenue: Counts = {}
+    for rec_state in rec_states:
+        trials = rec_state.get("trials") if isinstance(rec_state, dict) else None
+        if not isinstance(trials, dict):
+            continue
+        for strategy, trial in trials.items():
+            if not (isinstance(trial, list) and len(trial) == 4) or trial[1] <= 0:
+                continue
+            cell = (str(strategy), str(trial[0]))
+            decided[cell] = decided.get(cell, 0) + 1
+            if trial[2] > 0:
+                converted[cell] = converted.get(cell, 0) + 1
+                revenue[cell] = round(revenue.get(cell, 0.0) + float(trial[3]), 2)
+    return decided, converted, revenue
 
 
 def _epoch(text: str) -> float:
