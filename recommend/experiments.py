@@ -33,10 +33,11 @@ DECISION = "decision"
 
 @dataclass(frozen=True, slots=True)
 class ExperimentConfig:
-    """A strategy's experiment (rules file): holdout share (None: the default) and arms."""
+    """A strategy's experiment (rules file): holdout share (None: the default), arms, bandit."""
 
     holdout: float | None = None
     variants: tuple[str, ...] = (TREATMENT,)
+    bandit: bool = False  # Thompson sampling over the variants (recommend.bandit)
 
 
 def arm_for(
@@ -97,13 +98,27 @@ def arm_picker(
     customer_key: str,
     holdout: float,
     experiments: Mapping[str, ExperimentConfig] | None = None,
+    *,
+    trials: Mapping[str, Any] | None = None,
+    counts: Callable[[str], Mapping[str, tuple[int, int]]] | None = None,
 ) -> Callable[[str], str]:
-    """The customer's arm per strategy: the strategy's experiment, else the default holdout."""
+    """The customer's arm per strategy: the strategy's experiment, else the default holdout.
+
+    A bandit strategy keeps the arm in the customer's `trials` and draws a new customer's from
+    `counts(strategy)` (variant -> customers decided, converted; `recommend.bandit`).
+    """
+    from recommend.bandit import thompson_arm
 
     def arm_of(strategy: str) -> str:
         config = (experiments or {}).get(strategy) or ExperimentConfig()
         share = holdout if config.holdout is None else config.holdout
-        return arm_for(customer_key, strategy, share, config.variants)
+        if not config.bandit or len(config.variants) < 2:
+            return arm_for(customer_key, strategy, share, config.variants)
+        kept = (trials or {}).get(strategy)
+        if isinstance(kept, list) and kept and kept[0] in (*config.variants, HOLDOUT):
+            return str(kept[0])
+        seen = counts(strategy) if counts is not None else {}
+        return thompson_arm(customer_key, strategy, share, config.variants, seen)
 
     return arm_of
 

@@ -545,7 +545,7 @@ class _Parser:
         p: Path_ = ("experiment",)
         out: dict[str, ExperimentConfig] = {}
         for strategy, raw in self.table(value, p, STRATEGIES).items():
-            t = self.table(raw, (*p, strategy), ("holdout", "variants"))
+            t = self.table(raw, (*p, strategy), ("holdout", "variants", "bandit"))
             holdout = None
             if "holdout" in t:
                 holdout = self.number(t["holdout"], (*p, strategy, "holdout"), high=0.99)
@@ -556,7 +556,12 @@ class _Parser:
             names = tuple(self.string(v, (*vp, i)) for i, v in enumerate(variants))
             if len(set(names)) != len(names) or HOLDOUT in names:
                 raise self.fail(vp, f"names must be unique and not {HOLDOUT!r}: {list(names)}")
-            out[str(strategy)] = ExperimentConfig(holdout, names)
+            bandit = t.get("bandit", False)
+            if not isinstance(bandit, bool):
+                raise self.fail(
+                    (*p, strategy, "bandit"), f"must be true or false, got {_show(bandit)}"
+                )
+            out[str(strategy)] = ExperimentConfig(holdout, names, bandit)
         return out
 
     def stores(self, value: Any) -> dict[str, Store]:

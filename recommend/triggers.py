@@ -11,6 +11,7 @@ counted as repurchases: this worker's counts at once, every worker's through the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class Recommender:
     catalog: Catalog = field(default_factory=Catalog)
     copurchase: CoPurchase = field(default_factory=CoPurchase)
     holdout: float = 0.10  # share of customers held out of every strategy
+    # strategy -> variant -> (customers decided, converted): what a bandit strategy draws from
+    variant_counts: Callable[[str], Mapping[str, tuple[int, int]]] | None = None
 
 
 def is_trigger(record: dict[str, Any]) -> bool:
@@ -83,7 +86,13 @@ def react(
     if not isinstance(state.recommend, dict):
         state.recommend = {}
     rules = recommender.rules
-    arm_of = arm_picker(key, recommender.holdout, rules.experiments)
+    arm_of = arm_picker(
+        key,
+        recommender.holdout,
+        rules.experiments,
+        trials=state.recommend.get("trials"),
+        counts=recommender.variant_counts,
+    )
     triggers = [_prepared(record, event) for record in outputs if is_trigger(record)]
     reminding = event is None
     if reminding:  # a deadline fired: the reminders and the lapse due now
