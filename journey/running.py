@@ -1,0 +1,130 @@
+"""The operations view kept current as customers change: add, take back, read (pure).
+
+`RunningView` holds, for every period kind, each period's `Tally` and, for the recall counts,
+how many customers were first active and first ordered on each day: a customer's share of the
+view is additive, so a changed customer is taken back with its old activity and added with its
+new one. `figures` gives what `journey.figures.operations_view` gives for the customers held,
+without looking at them; `total` sums the views of several partitions.
+
+Recall: eligible(P) = customers first active before start(P) minus those whose first order is
+before start(P) (a first order is never before the first activity).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from itertools import accumulate
+from typing import Any
+
+from journey.figures import PERIODS, abandonments, count, first_order_day, period_bounds
+from journey.tally import Tally
+
+
+class RunningView:
+    """The figures of every period kind over the customers added and not taken back."""
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        self.timezone = timezone
+        self.tallies: dict[str, dict[str, Tally]] = {p: {} for p in PERIODS}
+        self.first_days: dict[str, int] = {}  # day -> customers first active on it
+        self.first_orders: dict[str, int] = {}  # day -> customers whose first order was on it
+        self.customers = 0  # customers with activity
+
+    def add(
+        self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = (), sign: int = 1
+    ) -> None:
+        """A customer (as `operations_view` takes it); `sign` -1 takes it back."""
+        if not days:
+            return
+        ordered = sorted(days.items())
+        _bump(self.first_days, ordered[0][0], sign)
+        first_order = first_order_day(ordered)
+        if first_order is not None:
+            _bump(self.first_orders, first_order, sign)
+        self.customers += sign
+        marks = list(abandonments(fired, self.timezone))
+        for period in PERIODS:
+            tallies = self.tallies[period]
+            touched: list[str] = []
+
+            def tally(
+                pkey: str, tallies: dict[str, Tally] = tallies, touched: list[str] = touched
+            ) -> Tally:
+                found = tallies.get(pkey)
+                if found is None:
+                    found = tallies[pkey] = Tally()
+                touched.append(pkey)
+                return found
+
+            count(key, ordered, marks, period, tally, sign=sign)
+            for pkey in set(touched):
+                if pkey in tallies and tallies[pkey].members == 0:
+                    del tallies[pkey]  # nobody left in the period: it is not listed
+
+    def remove(self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = ()) -> None:
+        """Take back a customer added with these very days and markers."""
+        self.add(key, days, fired, -1)
+
+    def figures(
+        self, period: str = "day", *, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]:
+        """What `operations_view` gives for the customers held (`start`/`end`: ISO dates)."""
+        return total([self], period, start=start, end=end)
+
+
+def total(
+    views: Iterable[RunningView],
+    period: str = "day",
+    *,
+    start: str | None = None,
+    end: str | None = None,
+) -> list[dict[str, Any]]:
+    """The figures of several views (disjoint customers: a worker's partitions) as one."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}")
+    views = list(views)
+    merged: dict[str, Tally] = {}
+    for view in views:
+        for pkey, tally in view.tallies[period].items():
+            first, last = period_bounds(pkey, period)
+            if (start is not None and last < start) or (end is not None and first > end):
+                continue
+            found = merged.get(pkey)
+            if found is None:
+                found = merged[pkey] = Tally()
+            found.absorb(tally)
+    keys = sorted(merged)
+    starts = [period_bounds(k, period)[0] for k in keys]
+    eligible = [
+        a - o
+        for a, o in zip(
+            _before(starts, [v.first_days for v in views]),
+            _before(starts, [v.first_orders for v in views]),
+            strict=True,
+        )
+    ]
+    return [
+        merged[k].figures(k, s, period_bounds(k, period)[1], n)
+        for k, s, n in zip(keys, starts, eligible, strict=True)
+    ]
+
+
+def _before(starts: list[str], counts: list[dict[str, int]]) -> list[int]:
+    """For each start day (ascending), the sum of the counts of the days before it."""
+    per_day: dict[str, int] = {}
+    for c in counts:
+        for day, n in c.items():
+            per_day[day] = per_day.get(day, 0) + n
+    days = sorted(per_day)
+    running = [0, *accumulate(per_day[d] for d in days)]
+    return [running[bisect_left(days, s)] for s in starts]
+
+
+def _bump(counts: dict[str, int], day: str, sign: int) -> None:
+    """Add `sign` to a day's count, dropping it at zero."""
+    n = counts.get(day, 0) + sign
+    if n:
+        counts[day] = n
+    else:
+        counts.pop(day, None)
