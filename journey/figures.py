@@ -38,6 +38,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from journey.activity import ORDERS, VISITOR, day_of
@@ -50,6 +51,7 @@ __all__ = ["KINDS", "PERIODS", "CurrentPeriods", "operations_view", "period_boun
 Customer = tuple[str, Mapping[str, list[Any]]] | tuple[str, Mapping[str, list[Any]], Sequence[Any]]
 
 
+@lru_cache(maxsize=16384)
 def period_of(day: str, period: str) -> str:
     """The key of the period a day (ISO date) falls in."""
     if period == "day":
@@ -175,6 +177,40 @@ def first_order_day(ordered: list[tuple[str, list[Any]]]) -> str | None:
     return next((d for d, e in ordered if e[ORDERS] > 0), None)
 
 
+Abandoned = tuple[str, str, str, bool]  # (period key, group, kind, recovered)
+
+
+def shares(
+    ordered: list[tuple[str, list[Any]]],
+    marks: Iterable[tuple[str, str, bool]],
+    period: str,
+    within: tuple[str, str] | None = None,
+) -> tuple[dict[str, list[list[Any]]], list[Abandoned]]:
+    """A customer's days (in date order) per period key, and its counted abandonments.
+
+    `marks` are the customer's `abandonments`; `within`: only the days and abandonments in these
+    dates (ISO, inclusive) are counted.
+    """
+    by_period: dict[str, list[list[Any]]] = {}
+    for day, entry in ordered:
+        if within is None or within[0] <= day <= within[1]:
+            by_period.setdefault(period_of(day, period), []).append(entry)
+    counted: list[Abandoned] = []
+    for day, kind, recovered in marks:
+        if day < ordered[0][0]:
+            continue  # before the oldest kept activity day: outside the kept history
+        if within is not None and not within[0] <= day <= within[1]:
+            continue
+        pkey = period_of(day, period)
+        if pkey in by_period:
+            group = by_period[pkey][0][VISITOR]
+        else:  # no activity in the period: the type of the last active day before it
+            before = bisect_right([d for d, _ in ordered], day) - 1
+            group = ordered[before][1][VISITOR]
+        counted.append((pkey, group, kind, recovered))
+    return by_period, counted
+
+
 def count(
     key: str,
     ordered: list[tuple[str, list[Any]]],
@@ -182,37 +218,17 @@ def count(
     period: str,
     tally: Callable[[str], Tally | None],
     within: tuple[str, str] | None = None,
-    sign: int = 1,
 ) -> None:
-    """Add (`sign` 1) or take back (-1) a customer's days (in date order) and abandonments.
-
-    `marks` are the customer's `abandonments`; `tally(period key)` is the period's tally, None
-    to leave the period out; `within`: only the days and abandonments in these dates (ISO,
-    inclusive) are counted.
-    """
-    by_period: dict[str, list[list[Any]]] = {}
-    for day, entry in ordered:
-        if within is None or within[0] <= day <= within[1]:
-            by_period.setdefault(period_of(day, period), []).append(entry)
+    """Add a customer's `shares` to the tallies (`tally(period key)`, None: left out)."""
+    by_period, counted = shares(ordered, marks, period, within)
     for pkey, entries in by_period.items():
         t = tally(pkey)
         if t is not None:
-            t.add(key, entries, sign)
-    for day, kind, recovered in marks:
-        if day < ordered[0][0]:
-            continue  # before the oldest kept activity day: outside the kept history
-        if within is not None and not within[0] <= day <= within[1]:
-            continue
-        pkey = period_of(day, period)
+            t.add(key, entries)
+    for pkey, group, kind, recovered in counted:
         t = tally(pkey)
-        if t is None:
-            continue
-        if pkey in by_period:
-            group = by_period[pkey][0][VISITOR]
-        else:  # no activity in the period: the type of the last active day before it
-            before = bisect_right([d for d, _ in ordered], day) - 1
-            group = ordered[before][1][VISITOR]
-        t.abandon(group, kind, recovered, sign)
+        if t is not None:
+            t.abandon(group, kind, recovered)
 
 
 def abandonments(fired: Iterable[Any], timezone: str) -> Iterator[tuple[str, str, bool]]:

@@ -13,12 +13,15 @@ before start(P) (a first order is never before the first activity).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from itertools import accumulate
 from typing import Any
 
-from journey.figures import PERIODS, abandonments, count, first_order_day, period_bounds
+from journey.figures import PERIODS, abandonments, first_order_day, period_bounds, shares
 from journey.tally import Tally
+
+Held = tuple[Mapping[str, list[Any]], Iterable[Any]]  # a customer's (days, fired markers)
 
 
 class RunningView:
@@ -31,40 +34,56 @@ class RunningView:
         self.first_orders: dict[str, int] = {}  # day -> customers whose first order was on it
         self.customers = 0  # customers with activity
 
-    def add(
-        self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = (), sign: int = 1
-    ) -> None:
-        """A customer (as `operations_view` takes it); `sign` -1 takes it back."""
-        if not days:
-            return
-        ordered = sorted(days.items())
-        _bump(self.first_days, ordered[0][0], sign)
-        first_order = first_order_day(ordered)
-        if first_order is not None:
-            _bump(self.first_orders, first_order, sign)
-        self.customers += sign
-        marks = list(abandonments(fired, self.timezone))
-        for period in PERIODS:
-            tallies = self.tallies[period]
-            touched: list[str] = []
-
-            def tally(
-                pkey: str, tallies: dict[str, Tally] = tallies, touched: list[str] = touched
-            ) -> Tally:
-                found = tallies.get(pkey)
-                if found is None:
-                    found = tallies[pkey] = Tally()
-                touched.append(pkey)
-                return found
-
-            count(key, ordered, marks, period, tally, sign=sign)
-            for pkey in set(touched):
-                if pkey in tallies and tallies[pkey].members == 0:
-                    del tallies[pkey]  # nobody left in the period: it is not listed
+    def add(self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = ()) -> None:
+        """A customer (as `operations_view` takes it)."""
+        self.change(key, None, (days, fired))
 
     def remove(self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = ()) -> None:
         """Take back a customer added with these very days and markers."""
-        self.add(key, days, fired, -1)
+        self.change(key, (days, fired), None)
+
+    def change(self, key: str, old: Held | None, new: Held | None) -> None:
+        """A customer's (days, fired markers) went from `old` to `new` (None: not held).
+
+        Only the periods whose share changed are touched: the old share taken back, the new
+        one added.
+        """
+        was, now = self._shares(old), self._shares(new)
+        if was[0] != now[0]:  # (first active day, first order day)
+            for (first_day, first_order), sign in ((was[0], -1), (now[0], 1)):
+                if first_day is not None:
+                    self.customers += sign
+                    _bump(self.first_days, first_day, sign)
+                if first_order is not None:
+                    _bump(self.first_orders, first_order, sign)
+        for period in PERIODS:
+            tallies = self.tallies[period]
+            (old_days, old_marks), (new_days, new_marks) = was[1][period], now[1][period]
+            touched = set()
+            for days, other, sign in ((old_days, new_days, -1), (new_days, old_days, 1)):
+                for pkey, entries in days.items():
+                    if other.get(pkey) != entries:
+                        _tally(tallies, pkey).add(key, entries, sign)
+                        touched.add(pkey)
+            if old_marks != new_marks:
+                gone, came = Counter(old_marks), Counter(new_marks)
+                for marks, sign in ((gone - came, -1), (came - gone, 1)):
+                    for pkey, group, kind, recovered in marks.elements():
+                        _tally(tallies, pkey).abandon(group, kind, recovered, sign)
+                        touched.add(pkey)
+            for pkey in touched:
+                if tallies[pkey].members == 0:
+                    del tallies[pkey]  # nobody left in the period: it is not listed
+
+    def _shares(self, held: Held | None) -> tuple[tuple[str | None, str | None], dict[str, Any]]:
+        """(first active day, first order day) and, per period kind, `figures.shares`."""
+        if held is None or not held[0]:
+            return (None, None), dict.fromkeys(PERIODS, ({}, []))
+        ordered = sorted(held[0].items())
+        marks = list(abandonments(held[1], self.timezone))
+        return (ordered[0][0], first_order_day(ordered)), {
+            p: shares(ordered, marks, p) for p in PERIODS
+        }
 
     def figures(
         self, period: str = "day", *, start: str | None = None, end: str | None = None
@@ -119,6 +138,14 @@ def _before(starts: list[str], counts: list[dict[str, int]]) -> list[int]:
     days = sorted(per_day)
     running = [0, *accumulate(per_day[d] for d in days)]
     return [running[bisect_left(days, s)] for s in starts]
+
+
+def _tally(tallies: dict[str, Tally], pkey: str) -> Tally:
+    """A period's tally, made when missing."""
+    found = tallies.get(pkey)
+    if found is None:
+        found = tallies[pkey] = Tally()
+    return found
 
 
 def _bump(counts: dict[str, int], day: str, sign: int) -> None:

@@ -10,13 +10,54 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from journey.config import DEFAULT_CONFIG, JourneyConfig
-from journey.stages import BUYER_STAGES, CustomerJourney
+from journey.stages import BUYER_STAGES
 from journey.tally import cents
 
 NEW, RETURNING, CUSTOMER, LAPSED = "new_visitor", "returning_visitor", "customer", "lapsed"
+
+
+class Counted(Protocol):
+    """What is counted of a journey (a `CustomerJourney` or a `Segmented`)."""
+
+    @property
+    def stage(self) -> str | None: ...
+    @property
+    def sessions(self) -> int: ...
+    @property
+    def orders(self) -> int: ...
+    @property
+    def orders_placed(self) -> int: ...
+    @property
+    def total_spend(self) -> float: ...
+    @property
+    def last_seen(self) -> float: ...
+
+
+class Segmented(NamedTuple):
+    """The counted fields of a stored journey, read without decoding the whole journey."""
+
+    stage: str | None
+    sessions: int
+    orders: int
+    orders_placed: int
+    total_spend: float
+    last_seen: float
+
+    @classmethod
+    def of(cls, journey: Mapping[str, Any]) -> Segmented:
+        """From a stored journey dict, with `CustomerJourney.from_dict`'s defaults."""
+        g = journey.get
+        return cls(
+            g("stage"),
+            int(g("sessions", 0)),
+            int(g("orders", 0)),
+            int(g("orders_placed", 0)),
+            float(g("total_spend", 0.0)),
+            float(g("last_seen", 0.0)),
+        )
 
 
 class RunningSegments:
@@ -32,7 +73,7 @@ class RunningSegments:
         self.returning_never_purchased = 0
         self.returned_then_bought = 0
 
-    def add(self, j: CustomerJourney | None, sign: int = 1) -> None:
+    def add(self, j: Counted | None, sign: int = 1) -> None:
         """A customer's journey (None or without a stage: not counted); `sign` -1 takes it back."""
         if j is None or j.stage is None:
             return
@@ -55,7 +96,7 @@ class RunningSegments:
         elif j.orders_placed > 0 and j.sessions > 1:
             self.returned_then_bought += sign
 
-    def remove(self, j: CustomerJourney | None) -> None:
+    def remove(self, j: Counted | None) -> None:
         """Take back a journey added as it was then."""
         self.add(j, -1)
 

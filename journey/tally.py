@@ -42,16 +42,25 @@ class Tally:
     def add(self, key: str, entries: list[list[Any]], sign: int = 1) -> None:
         """A customer's days in the period (in date order); `sign` -1 takes them back."""
         group = entries[0][VISITOR]
-        orders = sum(e[ORDERS] for e in entries)
+        orders = returns = revenue = direct = seeded = repurchase = 0
+        for e in entries:
+            orders += e[ORDERS]
+            returns += e[RETURNS]
+            revenue += cents(e[REVENUE])
+            direct += e[BY_PATH]
+            seeded += e[BY_PATH + 1]
+            repurchase += e[BY_PATH + 2]
         counts = self.groups[group]
         counts[0] += sign
         counts[1] += sign if orders else 0
         counts[2] += sign * orders
-        counts[3] += sign * sum(cents(e[REVENUE]) for e in entries)
-        for i in range(3):
-            self.paths[i] += sign * sum(e[BY_PATH + i] for e in entries)
+        counts[3] += sign * revenue
+        paths = self.paths
+        paths[0] += sign * direct
+        paths[1] += sign * seeded
+        paths[2] += sign * repurchase
         self.identified += sign if key.startswith("c:") else 0
-        self.returns_unbought += sign * sum(e[RETURNS] for e in entries)
+        self.returns_unbought += sign * returns
         if group == "returning_visitor":  # never bought before its first activity here
             self.recalled += sign
             self.recalled_buyers += sign if orders else 0

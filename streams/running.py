@@ -21,19 +21,17 @@ from typing import Any
 import orjson
 
 from journey.config import JourneyConfig
-from journey.customer import upgrade_journey
 from journey.figures import PERIODS, period_bounds, period_of
 from journey.running import RunningView, total
-from journey.running_segments import RunningSegments
+from journey.running_segments import RunningSegments, Segmented
 from journey.running_segments import view as segment_view
-from journey.stages import CustomerJourney
 from streams import kpis
 from streams.app import settings
 from streams.tables import customers as table
 
 log = logging.getLogger(__name__)
 
-Share = tuple[tuple[Any, Any] | None, CustomerJourney | None]
+Share = tuple[tuple[Any, Any] | None, Segmented | None]
 
 
 class Running:
@@ -70,11 +68,7 @@ class Running:
                 continue
             (was, was_journey), (now, now_journey) = share(before), share(raw)
             if was != now:
-                name = key.decode()
-                if was is not None:
-                    view.remove(name, *was)
-                if now is not None:
-                    view.add(name, *now)
+                view.change(key.decode(), was, now)
             if was_journey != now_journey:
                 segments.remove(was_journey)
                 segments.add(now_journey)
@@ -116,21 +110,14 @@ class Running:
 
 
 def share(raw: bytes | None) -> Share:
-    """A stored state's (activity days, fired markers) and journey; None for what it lacks.
-
-    A journey without the fields of a stored journey (no `customer_key`) is left out of the
-    segment counts, as one without a stage is.
-    """
+    """A stored state's (activity days, fired markers) and counted journey fields, or None."""
     if raw is None:
         return None, None
     state = orjson.loads(raw)
     if not isinstance(state, dict):
         return None, None
-    customer = kpis.customer_of(state)
-    journey = upgrade_journey(state.get("journey"), state.get("abandonment"))
-    if not journey or "customer_key" not in journey:
-        return customer, None
-    return customer, CustomerJourney.from_dict(journey)
+    journey = state.get("journey")
+    return kpis.customer_of(state), Segmented.of(journey) if journey else None
 
 
 class Watcher:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from journey.config import JourneyConfig
 from journey.kpis import operations_view
-from journey.running_segments import RunningSegments, view
+from journey.running_segments import RunningSegments, Segmented, view
 from journey.stages import CustomerJourney
 from tests.unit.test_kpis import DAY, NOW, j
 
@@ -95,8 +95,15 @@ def test_any_adds_and_removes_give_the_from_scratch_view(
             running.remove(held.pop(slot))
         if journey is not None:
             held[slot] = journey
-            running.add(journey)
+            # as the worker reads it: the counted fields of the stored journey
+            running.add(Segmented.of(journey.to_dict()) if slot % 2 else journey)
     config = JourneyConfig(lapsed_after_s=lapse_days * DAY)
     now = NOW + days * DAY
     expected = operations_view(list(held.values()), now, PATHS, config)
-    assert view([running], now, PATHS, config) == expected
+    found = view([running], now, PATHS, config)
+    # the average order value of a float sum and of a sum in cents can round a half cent
+    # apart (193.015 -> 193.01 or 193.02): equal to the cent, every other figure exactly
+    aov, expected_aov = found.pop("average_order_value"), expected.pop("average_order_value")
+    assert found == expected
+    assert (aov is None) == (expected_aov is None)
+    assert aov is None or abs(aov - expected_aov) <= 0.0100001

@@ -128,24 +128,38 @@ def key_of(slot: int) -> str:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    ops=st.lists(st.tuples(st.integers(0, 7), st.none() | a_customer()), max_size=25),
+    ops=st.lists(
+        st.tuples(
+            st.integers(0, 7),
+            st.none() | a_customer() | a_customer().map(lambda c: ("edit", c)),
+        ),
+        max_size=25,
+    ),
     zone=st.sampled_from(ZONES),
     bounds=st.tuples(st.none() | st.integers(0, 35), st.none() | st.integers(0, 35)),
 )
 def test_any_adds_and_removes_give_the_from_scratch_view(
-    ops: list[tuple[int, tuple[dict[str, list[Any]], list[Any]] | None]],
+    ops: list[tuple[int, Any]],
     zone: str,
     bounds: tuple[int | None, int | None],
 ) -> None:
     running = RunningView(zone)
     held: dict[str, tuple[dict[str, list[Any]], list[Any]]] = {}
-    for slot, customer in ops:  # each op replaces a slot's customer (None: removes it)
+    for n, (slot, customer) in enumerate(ops):  # each op replaces a slot's customer (None: gone)
         key = key_of(slot)
-        if key in held:
-            running.remove(key, *held.pop(key))
+        before = held.pop(key, None)
+        if customer is not None and customer[0] == "edit":  # some days and a marker changed
+            days, fired = copy.deepcopy(before) if before is not None else ({}, [])
+            customer = ({**days, **customer[1][0]}, fired + customer[1][1][:1])
         if customer is not None:
             held[key] = copy.deepcopy(customer)
-            running.add(key, *customer)
+        if n % 2:  # one step: only the periods whose share changed are touched
+            running.change(key, before, customer)
+        else:  # taken back, then added
+            if before is not None:
+                running.remove(key, *before)
+            if customer is not None:
+                running.add(key, *customer)
     start, end = (
         None if b is None else (FIRST + timedelta(days=b - 3)).isoformat() for b in bounds
     )
