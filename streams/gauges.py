@@ -5,7 +5,7 @@ operations view (`streams.running`, kept as states are stored: the figures `oper
 gives for the current periods, without reading a state) and sets the `journeystream_kpi_*`
 gauges (`streams.metrics.KPI_GAUGES`, samples from `streams.kpis.gauge_samples`): summable
 counts per period and group, so Prometheus sums them over the workers and computes rates from
-the sums. While partitions move or are restored the gauges keep their last values; a failed
+the sums. While partitions move, are restored or counted the gauges keep their last values; a failed
 refresh is logged and counted (`journeystream_kpi_refresh_errors_total`): the timer never stops
 the worker. `journeystream_kpi_refresh_seconds` is the duration of the last refresh.
 """
@@ -38,8 +38,8 @@ async def refresh() -> None:
 
 async def refresh_kpi_gauges() -> None:
     """The timer: refresh, except while partitions move or are restored; never raises."""
-    if app.rebalancing or app.tables.recovery.in_recovery:
-        return  # half-restored partitions would count short: keep the last values
+    if app.rebalancing or app.tables.recovery.in_recovery or running.counting:
+        return  # half-restored or half-counted partitions would count short: keep the values
     try:
         await refresh()
     except Exception:  # the gauges must never stop the worker

@@ -21,7 +21,7 @@ from streams import metrics
 from streams.agents.customers import input_channel, journey_config
 from streams.agents.partitions import deadlines
 from streams.app import app, settings
-from streams.running import running
+from streams.running import running, watcher
 from streams.tables import customers as customer_table
 
 logger = logging.getLogger(__name__)
@@ -199,18 +199,24 @@ def abandonment_view() -> dict[str, Any]:
     }
 
 
+SETTLE_S = 60.0  # how long /kpis and /segments wait for the counts after a restore
+
+
 @app.page("/segments")
 class Segments(web.View):
     """Customers by segment and the live KPIs of this worker's partitions.
 
     Counted on write, not per request (`streams.running`): current with the last stored batch;
-    the customer/lapsed split is taken at the request's processing time.
+    the customer/lapsed split is taken at the request's processing time. Right after a restore
+    the answer waits for the partitions' counts (503 after SETTLE_S).
     """
 
     async def get(self, request: web.Request) -> web.Response:
         """The operations view (counts over the customers this worker owns)."""
         if not authorized(request):
             return self.error(*UNAUTHORIZED)
+        if not await watcher.settled(SETTLE_S):
+            return self.error(503, "counting the customers of restored partitions")
         view = running.segments_view(processing_now(), orders_by_path(), journey_config)
         for segment in SEGMENTS:
             metrics.CUSTOMERS.labels(segment).set(view["segments"].get(segment, 0))
@@ -226,6 +232,7 @@ class Kpis(web.View):
     """The operations view per day, week or month over this worker's partitions.
 
     Summed from the partitions' views kept on write (`streams.running`): no state is read.
+    Right after a restore the answer waits for the partitions' counts (503 after SETTLE_S).
     """
 
     async def get(self, request: web.Request) -> web.Response:
@@ -235,6 +242,8 @@ class Kpis(web.View):
         period = request.query.get("period")
         if period is not None and period not in PERIODS:
             return self.error(400, f"period must be one of {', '.join(PERIODS)}")
+        if not await watcher.settled(SETTLE_S):
+            return self.error(503, "counting the customers of restored partitions")
         body = kpis_body(period, request.query.get("from"), request.query.get("to"))
         return self.bytes(body, content_type="application/json")
 

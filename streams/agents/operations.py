@@ -60,8 +60,8 @@ def report_applied() -> None:
 @app.timer(2.0)
 async def report_segments() -> None:
     """journeystream_customers by segment, from the counts kept on write (`streams.running`)."""
-    if app.rebalancing:
-        return
+    if app.rebalancing or running.counting:
+        return  # partitions moving or being counted: keep the last values
     clocks = [c.now() for c in deadlines.clocks.values()]
     now = max([*clocks, time.time()] if settings.clock == "live" else clocks, default=0.0)
     segments = running.segments_view(now, {}, journey_config)["segments"]

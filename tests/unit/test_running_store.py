@@ -79,3 +79,49 @@ def test_running_views_equal_a_scan_after_every_commit() -> None:
     assert rebuilt.view() == running.view()
     running.gone([0])
     assert running.view(("day",))["day"] == [] and running.partitions() == []
+
+
+def test_batches_stored_while_a_partition_is_counted_in_slices() -> None:
+    log = Log()
+    store, dbs = make_store(log)
+    running = Running("UTC")
+    store.on_stored = running.stored
+    keys = [f"c:{i:02d}" for i in range(12)]
+
+    def states(t: float, who: list[str]) -> dict[bytes, bytes | None]:
+        out: dict[bytes, bytes | None] = {}
+        for key in who:
+            raw = dbs[0].get(key.encode()) if 0 in dbs else None
+            state = CustomerState.from_dict(orjson.loads(raw)) if raw else None
+            event = buy(key, t, 10.5) if key[-1] in "05" else view(key, t)
+            state, _ = core.apply(state, event, t, key=key)
+            out[key.encode()] = orjson.dumps(state.to_dict())
+        return out
+
+    def stored_items() -> list[tuple[bytes, bytes]]:
+        return sorted((k, v) for k, v in dbs[0].items() if not k.startswith(RESERVED))
+
+    async def main() -> None:
+        await store.claim({0})
+        token = store.token(0)
+        assert token is not None
+        await store.commit(0, token, states(at(2, 9), keys), Position({}, 0.0, 1))  # not counted
+        running.start(0)  # the restore is complete: counted in slices from here
+        running.count(0, stored_items()[:5])  # c:00 .. c:04
+        assert running.counting[0] == b"c:04"
+        # a batch while the count is halfway: changed keys on both sides of it, one erased on
+        # each side, a new key on each side (c:035 before the last counted, c:99 after)
+        writes = states(at(3, 9), ["c:01", "c:04", "c:07", "c:11", "c:035", "c:99"])
+        writes.update({b"c:02": None, b"c:09": None})
+        await store.commit(0, token, writes, Position({}, 0.0, 2))
+        after = [(k, v) for k, v in stored_items() if k > b"c:04"]
+        running.count(0, after)  # the rest, with its latest stored values
+        running.counting.pop(0)
+        figures, segments = scratch(dbs[0])
+        assert running.view() == figures
+        assert running.segments_view(at(9, 12), PATHS, core.DEFAULT_CONFIG) == segments
+        # and a batch after the count: everything is followed again
+        await store.commit(0, token, states(at(4, 9), keys[:6]), Position({}, 0.0, 3))
+        assert running.view() == scratch(dbs[0])[0]
+
+    asyncio.run(main())
