@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint format typecheck bench million hitrate venv browser promtool clean soak
+.PHONY: demo test unit lint format typecheck bench million hitrate kpibench venv browser promtool clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ million: $(STAMP)
 
 hitrate: $(STAMP)
 	$(BIN)/python -m bench.hitrate --update BENCHMARKS.md
+
+# /kpis latency (a month of daily figures) at 100k customers, the views' build and write cost
+kpibench: $(STAMP)
+	$(BIN)/python -m bench.kpis --customers 100000 --update BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build *.egg-info
