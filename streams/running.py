@@ -29,12 +29,13 @@ from journey.running import RunningView, total
 from journey.running_segments import RunningSegments, Segmented
 from journey.running_segments import view as segment_view
 from streams import kpis
-from streams.app import settings
+from streams.app import app, settings
 from streams.tables import customers as table
 from streams.tables.state import RESERVED
 
 log = logging.getLogger(__name__)
 SLICE = 500  # states counted between two yields to the event loop (some 15-30 ms)
+READY_WAIT_S = 30.0  # a count starts once the worker is restored (or after this long)
 
 Share = tuple[tuple[Any, Any] | None, Segmented | None]
 
@@ -147,9 +148,9 @@ def share(raw: bytes | None) -> Share:
 class Watcher:
     """Keeps `running` current: told by the customer table and its store (a failure recounts).
 
-    A partition whose restore completed is counted in slices of SLICE states, with a yield to
-    the event loop between two (a restart is not held up, events keep being processed);
-    `settled` waits for the counts in progress.
+    A partition whose restore completed is counted once the worker is restored (its start is
+    not held up), in slices of SLICE states with a yield to the event loop between two (events
+    keep being processed); `settled` waits for the counts in progress.
     """
 
     def __init__(self, running: Running) -> None:
@@ -165,6 +166,10 @@ class Watcher:
         """Count a partition's stored states slice by slice; stop if it is forgotten."""
         started = time.perf_counter()
         try:
+            waited = 0.0
+            while not settled_app() and waited < READY_WAIT_S:
+                await asyncio.sleep(0.2)  # let the restore and the rest of the start finish first
+                waited += 0.2
             while self.running.views.get(partition) is view:
                 after = self.running.counting.get(partition)
                 rows = read_slice(partition, after, SLICE)
@@ -206,6 +211,12 @@ class Watcher:
         except Exception:
             log.exception("running view of partition %d: update failed, recounting", partition)
             self.ready(partition)
+
+
+def settled_app() -> bool:
+    """The worker is restored and not rebalancing (what `/ready` checks of the tables)."""
+    recovery = app.tables.recovery
+    return not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
 
 
 def read_slice(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
