@@ -69,27 +69,10 @@ def events_of(i: int, rng: random.Random) -> tuple[str, list[Any]]:
         if buyer and rng.random() < 0.6:
             price = rng.randrange(500, 20000) / 100
             line = OrderLine(product_id=product, quantity=1, unit_price=price)
-            out.append(
-                Order(
-                    event_id=f"o{i}-{n}",
-                    occurred_at=t + 300,
-                    action="placed",
-                    order_id=f"o{i}-{n}",
-                    lines=(line,),
-                    total=price,
-                    **ids,
-                )
-            )
+            oid = f"o{i}-{n}"
+            order = {"event_id": oid, "order_id": oid, "action": "placed", "total": price, **ids}
+            out.append(Order(occurred_at=t + 300, lines=(line,), **order))
     return key, out
-
-
-def state_of(key: str, events: list[Any]) -> CustomerState:
-    """The customer's state after its events."""
-    state: CustomerState | None = None
-    for e in events:
-        state, _ = core.apply(state, e, e.occurred_at, key=key)
-    assert state is not None
-    return state
 
 
 def stored(state: CustomerState, rng: random.Random) -> bytes:
@@ -114,7 +97,11 @@ def populate(customers: int, partitions: int, root: Path, seed: int) -> list[Any
     ]
     for i in range(customers):
         key, events = events_of(i, rng)
-        dbs[i % partitions][key.encode()] = stored(state_of(key, events), rng)
+        state: CustomerState | None = None
+        for e in events:
+            state, _ = core.apply(state, e, e.occurred_at, key=key)
+        assert state is not None
+        dbs[i % partitions][key.encode()] = stored(state, rng)
         if i and i % 20000 == 0:
             log(f"{i:,} customers stored")
     return dbs
