@@ -34,8 +34,8 @@ from streams.tables import customers as table
 from streams.tables.state import RESERVED
 
 log = logging.getLogger(__name__)
-SLICE = 500  # states counted between two yields to the event loop (some 15-30 ms)
-READY_WAIT_S = 30.0  # a count starts once the worker is restored (or after this long)
+SLICE = 200  # states counted between two yields to the event loop (some 5-15 ms)
+READY_WAIT_S = 30.0  # a count starts once the worker is ready (or after this long)
 
 Share = tuple[tuple[Any, Any] | None, Segmented | None]
 
@@ -148,8 +148,8 @@ def share(raw: bytes | None) -> Share:
 class Watcher:
     """Keeps `running` current: told by the customer table and its store (a failure recounts).
 
-    A partition whose restore completed is counted once the worker is restored (its start is
-    not held up), in slices of SLICE states with a yield to the event loop between two (events
+    A partition whose restore completed is counted once the worker is ready (its start is not
+    held up), in slices of SLICE states with a yield to the event loop between two (events
     keep being processed); `settled` waits for the counts in progress.
     """
 
@@ -214,9 +214,14 @@ class Watcher:
 
 
 def settled_app() -> bool:
-    """The worker is restored and not rebalancing (what `/ready` checks of the tables)."""
+    """The worker is ready: what `/ready` checks (`streams.web.ready`, not imported: a cycle)."""
     recovery = app.tables.recovery
-    return not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
+    return (
+        not app.rebalancing
+        and bool(app.consumer.assignment())
+        and recovery.completed.is_set()
+        and not recovery.in_recovery
+    )
 
 
 def read_slice(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
