@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint format typecheck bench million hitrate venv browser promtool clean soak
+.PHONY: demo test unit lint format typecheck bench million hitrate kpibench venv browser promtool clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,12 @@ million: $(STAMP)
 
 hitrate: $(STAMP)
 	$(BIN)/python -m bench.hitrate --update BENCHMARKS.md
+
+# /kpis latency (a month of daily figures) at 100k customers: in one process (with the views'
+# count and write cost), then through a worker's web route on the embedded broker
+kpibench: $(STAMP)
+	$(BIN)/python -m bench.kpis --customers 100000 --update BENCHMARKS.md
+	$(BIN)/python -m bench.kpis_worker --customers 100000 --update BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -38,18 +38,20 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
-from journey.abandonment import BROWSE, CART
-from journey.activity import BY_PATH, GROUPS, ORDERS, PATHS, RETURNS, REVENUE, VISITOR, day_of
+from journey.activity import ORDERS, VISITOR, day_of
+from journey.tally import KINDS, Tally
 
 PERIODS = ("day", "week", "month")
-KINDS = (CART, BROWSE)
+__all__ = ["KINDS", "PERIODS", "CurrentPeriods", "operations_view", "period_bounds", "period_of"]
 
 # (customer key, activity days) or (customer key, activity days, stored fired markers)
 Customer = tuple[str, Mapping[str, list[Any]]] | tuple[str, Mapping[str, list[Any]], Sequence[Any]]
 
 
+@lru_cache(maxsize=16384)
 def period_of(day: str, period: str) -> str:
     """The key of the period a day (ISO date) falls in."""
     if period == "day":
@@ -87,21 +89,22 @@ def operations_view(
     """
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
-    tallies: dict[str, _Tally] = {}
+    tallies: dict[str, Tally] = {}
     spans: list[tuple[str, str | None]] = []  # (first active day, first day with an order)
 
-    def tally(pkey: str) -> _Tally:
+    def tally(pkey: str) -> Tally:
         found = tallies.get(pkey)
         if found is None:
-            found = tallies[pkey] = _Tally()
+            found = tallies[pkey] = Tally()
         return found
 
     for key, days, *rest in customers:
         if not days:
             continue
         ordered = sorted(days.items())
-        spans.append((ordered[0][0], _first_order(ordered)))
-        _count(key, ordered, rest[0] if rest else (), period, timezone, tally)
+        spans.append((ordered[0][0], first_order_day(ordered)))
+        marks = list(abandonments(rest[0] if rest else (), timezone))
+        count(key, ordered, marks, period, tally)
     keys = sorted(tallies)
     starts = [period_bounds(k, period)[0] for k in keys]
     eligible = [0] * (len(keys) + 1)
@@ -134,7 +137,7 @@ class CurrentPeriods:
         self.timezone = timezone
         self.keys = {p: period_of(day, p) for p in PERIODS}
         self.bounds = {p: period_bounds(k, p) for p, k in self.keys.items()}
-        self.tallies: dict[str, _Tally] = {}
+        self.tallies: dict[str, Tally] = {}
         self.eligible = dict.fromkeys(PERIODS, 0)
 
     def add(self, key: str, days: Mapping[str, list[Any]], fired: Iterable[Any] = ()) -> None:
@@ -142,21 +145,22 @@ class CurrentPeriods:
         if not days:
             return
         ordered = sorted(days.items())
-        first_day, first_order = ordered[0][0], _first_order(ordered)
+        first_day, first_order = ordered[0][0], first_order_day(ordered)
+        marks = list(abandonments(fired, self.timezone))
         for period, pkey in self.keys.items():
             start, last = self.bounds[period]
             if first_day < start and (first_order is None or first_order >= start):
                 self.eligible[period] += 1  # active before the start, no order before it
 
-            def tally(k: str, period: str = period, pkey: str = pkey) -> _Tally | None:
+            def tally(k: str, period: str = period, pkey: str = pkey) -> Tally | None:
                 if k != pkey:
                     return None
                 found = self.tallies.get(period)
                 if found is None:
-                    found = self.tallies[period] = _Tally()
+                    found = self.tallies[period] = Tally()
                 return found
 
-            _count(key, ordered, fired, period, self.timezone, tally, within=(start, last))
+            count(key, ordered, marks, period, tally, within=(start, last))
 
     def figures(self) -> dict[str, dict[str, Any] | None]:
         """Per period kind, the current period's figures (None: nothing in it)."""
@@ -168,48 +172,63 @@ class CurrentPeriods:
         return out
 
 
-def _first_order(ordered: list[tuple[str, list[Any]]]) -> str | None:
+def first_order_day(ordered: list[tuple[str, list[Any]]]) -> str | None:
     """The first day with an order of a customer's days in date order."""
     return next((d for d, e in ordered if e[ORDERS] > 0), None)
 
 
-def _count(
-    key: str,
-    ordered: list[tuple[str, list[Any]]],
-    fired: Iterable[Any],
-    period: str,
-    timezone: str,
-    tally: Callable[[str], _Tally | None],
-    within: tuple[str, str] | None = None,
-) -> None:
-    """Add a customer's days (in date order) and abandonments to their periods' tallies.
+Abandoned = tuple[str, str, str, bool]  # (period key, group, kind, recovered)
 
-    `tally(period key)` is the period's tally, None to leave the period out; `within`: only the
-    days and abandonments in these dates (ISO, inclusive) are counted.
+
+def shares(
+    ordered: list[tuple[str, list[Any]]],
+    marks: Iterable[tuple[str, str, bool]],
+    period: str,
+    within: tuple[str, str] | None = None,
+) -> tuple[dict[str, list[list[Any]]], list[Abandoned]]:
+    """A customer's days (in date order) per period key, and its counted abandonments.
+
+    `marks` are the customer's `abandonments`; `within`: only the days and abandonments in these
+    dates (ISO, inclusive) are counted.
     """
     by_period: dict[str, list[list[Any]]] = {}
     for day, entry in ordered:
         if within is None or within[0] <= day <= within[1]:
             by_period.setdefault(period_of(day, period), []).append(entry)
-    for pkey, entries in by_period.items():
-        t = tally(pkey)
-        if t is not None:
-            t.add(key, entries)
-    for day, kind, recovered in abandonments(fired, timezone):
+    counted: list[Abandoned] = []
+    for day, kind, recovered in marks:
         if day < ordered[0][0]:
             continue  # before the oldest kept activity day: outside the kept history
         if within is not None and not within[0] <= day <= within[1]:
             continue
         pkey = period_of(day, period)
-        t = tally(pkey)
-        if t is None:
-            continue
         if pkey in by_period:
             group = by_period[pkey][0][VISITOR]
         else:  # no activity in the period: the type of the last active day before it
             before = bisect_right([d for d, _ in ordered], day) - 1
             group = ordered[before][1][VISITOR]
-        t.abandon(group, kind, recovered)
+        counted.append((pkey, group, kind, recovered))
+    return by_period, counted
+
+
+def count(
+    key: str,
+    ordered: list[tuple[str, list[Any]]],
+    marks: Iterable[tuple[str, str, bool]],
+    period: str,
+    tally: Callable[[str], Tally | None],
+    within: tuple[str, str] | None = None,
+) -> None:
+    """Add a customer's `shares` to the tallies (`tally(period key)`, None: left out)."""
+    by_period, counted = shares(ordered, marks, period, within)
+    for pkey, entries in by_period.items():
+        t = tally(pkey)
+        if t is not None:
+            t.add(key, entries)
+    for pkey, group, kind, recovered in counted:
+        t = tally(pkey)
+        if t is not None:
+            t.abandon(group, kind, recovered)
 
 
 def abandonments(fired: Iterable[Any], timezone: str) -> Iterator[tuple[str, str, bool]]:
@@ -229,115 +248,3 @@ def abandonments(fired: Iterable[Any], timezone: str) -> Iterator[tuple[str, str
         except (OverflowError, OSError, ValueError):
             continue
         yield day, kind, bool(recovered)
-
-
-def rate(part: float, whole: float) -> float | None:
-    """part / whole rounded to 4 places, None when whole is 0."""
-    return round(part / whole, 4) if whole else None
-
-
-class _Tally:
-    """One period's counts, added customer by customer."""
-
-    def __init__(self) -> None:
-        self.groups: dict[str, list[float]] = {g: [0, 0, 0, 0.0] for g in GROUPS}
-        self.paths = [0, 0, 0]
-        self.identified = 0
-        self.returns_unbought = 0
-        self.recalled = 0
-        self.recalled_buyers = 0
-        self.repeat_buyers = 0
-        # per group, per kind: [fired, recovered]
-        self.abandoned: dict[str, dict[str, list[int]]] = {
-            g: {k: [0, 0] for k in KINDS} for g in GROUPS
-        }
-
-    def add(self, key: str, entries: list[list[Any]]) -> None:
-        """A customer's days in the period (in date order)."""
-        group = entries[0][VISITOR]
-        orders = sum(e[ORDERS] for e in entries)
-        counts = self.groups[group]
-        counts[0] += 1
-        counts[1] += 1 if orders else 0
-        counts[2] += orders
-        counts[3] += sum(e[REVENUE] for e in entries)
-        for i in range(3):
-            self.paths[i] += sum(e[BY_PATH + i] for e in entries)
-        self.identified += 1 if key.startswith("c:") else 0
-        self.returns_unbought += sum(e[RETURNS] for e in entries)
-        if group == "returning_visitor":  # never bought before its first activity here
-            self.recalled += 1
-            self.recalled_buyers += 1 if orders else 0
-        self.repeat_buyers += 1 if orders >= 2 else 0
-
-    def abandon(self, group: str, kind: str, recovered: bool) -> None:
-        """One abandonment fired in the period by a customer of `group`."""
-        counts = self.abandoned[group][kind]
-        counts[0] += 1
-        counts[1] += 1 if recovered else 0
-
-    def figures(self, key: str, first: str, last: str, eligible: int) -> dict[str, Any]:
-        """The period's figures, with rates."""
-        groups = {g: _group(*c) for g, c in self.groups.items()}
-        total = [sum(c[i] for c in self.groups.values()) for i in range(4)]
-        orders = int(total[2])
-        recalled = self.recalled
-        return {
-            "period": key,
-            "first_day": first,
-            "last_day": last,
-            "groups": groups,
-            "all": _group(*total),
-            "orders_by_path": dict(zip(PATHS, self.paths, strict=True)),
-            "repurchase_share": rate(self.paths[2], orders),
-            "identified_visitors": self.identified,
-            "identified_share": rate(self.identified, total[0]),
-            "never_purchased_return_visits": self.returns_unbought,
-            "recall": {
-                "eligible": eligible,
-                "recalled": recalled,
-                "rate": rate(recalled, eligible),
-                "recalled_buyers": self.recalled_buyers,
-                "conversion_rate": rate(self.recalled_buyers, recalled),
-            },
-            "repurchase_rate": {
-                "buyers": int(total[1]),
-                "repeat_buyers": self.repeat_buyers,
-                "rate": rate(self.repeat_buyers, total[1]),
-            },
-            "abandonment": {
-                "groups": {g: _abandonment(c) for g, c in self.abandoned.items()},
-                "all": _abandonment(
-                    {
-                        k: [sum(c[k][i] for c in self.abandoned.values()) for i in range(2)]
-                        for k in KINDS
-                    }
-                ),
-            },
-        }
-
-
-def _group(visitors: float, buyers: float, orders: float, revenue: float) -> dict[str, Any]:
-    """visitors, buyers, orders (counts) and revenue, with the rates."""
-    return {
-        "visitors": int(visitors),
-        "buyers": int(buyers),
-        "conversion_rate": rate(buyers, visitors),
-        "orders": int(orders),
-        "revenue": round(revenue, 2),
-        "average_order_value": round(revenue / orders, 2) if orders else None,
-    }
-
-
-def _abandonment(counts: Mapping[str, list[int]]) -> dict[str, Any]:
-    """Abandonments fired and recovered, with the recovery rate: both kinds, then per kind."""
-    fired = sum(c[0] for c in counts.values())
-    recovered = sum(c[1] for c in counts.values())
-    out: dict[str, Any] = {
-        "fired": fired,
-        "recovered": recovered,
-        "recovery_rate": rate(recovered, fired),
-    }
-    for kind, (f, r) in counts.items():
-        out[kind] = {"fired": f, "recovered": r, "recovery_rate": rate(r, f)}
-    return out

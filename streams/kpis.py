@@ -31,15 +31,19 @@ def activity_of(
         state = orjson.loads(value) if isinstance(value, bytes) else value
         if not isinstance(state, Mapping):
             continue
-        journey = state.get("journey")
-        if journey and journey.get("activity"):
-            abandonment = state.get("abandonment")
-            fired = abandonment.get("fired") if isinstance(abandonment, Mapping) else None
-            yield (
-                key.decode() if isinstance(key, bytes) else key,
-                journey["activity"],
-                fired or (),
-            )
+        customer = customer_of(state)
+        if customer is not None:
+            yield (key.decode() if isinstance(key, bytes) else key, *customer)
+
+
+def customer_of(state: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """(activity days, fired-abandonment markers) of a decoded state; None without activity."""
+    journey = state.get("journey")
+    if not journey or not journey.get("activity"):
+        return None
+    abandonment = state.get("abandonment")
+    fired = abandonment.get("fired") if isinstance(abandonment, Mapping) else None
+    return journey["activity"], fired or ()
 
 
 def view(

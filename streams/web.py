@@ -15,13 +15,13 @@ from faust import web
 from faust.exceptions import SameNode
 
 from journey.figures import PERIODS
-from journey.kpis import operations_view
 from journey.stages import SEGMENTS, CustomerJourney, profile
 from recommend.uplift import experiment_report
-from streams import kpis, metrics
+from streams import metrics
 from streams.agents.customers import input_channel, journey_config
 from streams.agents.partitions import deadlines
 from streams.app import app, settings
+from streams.running import running, watcher
 from streams.tables import customers as customer_table
 
 logger = logging.getLogger(__name__)
@@ -199,16 +199,25 @@ def abandonment_view() -> dict[str, Any]:
     }
 
 
+SETTLE_S = 60.0  # how long /kpis and /segments wait for the counts after a restore
+
+
 @app.page("/segments")
 class Segments(web.View):
-    """Customers by segment and the live KPIs of this worker's partitions."""
+    """Customers by segment and the live KPIs of this worker's partitions.
+
+    Counted on write, not per request (`streams.running`): current with the last stored batch;
+    the customer/lapsed split is taken at the request's processing time. Right after a restore
+    the answer waits for the partitions' counts (503 after SETTLE_S).
+    """
 
     async def get(self, request: web.Request) -> web.Response:
         """The operations view (counts over the customers this worker owns)."""
         if not authorized(request):
             return self.error(*UNAUTHORIZED)
-        journeys = [s.journey for s in customer_table.local_states() if s.journey is not None]
-        view = operations_view(journeys, processing_now(), orders_by_path(), journey_config)
+        if not await watcher.settled(SETTLE_S):
+            return self.error(503, "counting the customers of restored partitions")
+        view = running.segments_view(processing_now(), orders_by_path(), journey_config)
         for segment in SEGMENTS:
             metrics.CUSTOMERS.labels(segment).set(view["segments"].get(segment, 0))
         view["abandonment"] = abandonment_view()
@@ -220,7 +229,11 @@ class Segments(web.View):
 
 @app.page("/kpis")
 class Kpis(web.View):
-    """The operations view per day, week or month over this worker's partitions."""
+    """The operations view per day, week or month over this worker's partitions.
+
+    Summed from the partitions' views kept on write (`streams.running`): no state is read.
+    Right after a restore the answer waits for the partitions' counts (503 after SETTLE_S).
+    """
 
     async def get(self, request: web.Request) -> web.Response:
         """`?period=day|week|month&from=YYYY-MM-DD&to=YYYY-MM-DD` (default: all three, all)."""
@@ -229,15 +242,17 @@ class Kpis(web.View):
         period = request.query.get("period")
         if period is not None and period not in PERIODS:
             return self.error(400, f"period must be one of {', '.join(PERIODS)}")
-        body = kpis.view(
-            customer_table.local_items(),
-            settings.store_timezone,
-            (period,) if period else PERIODS,
-            start=request.query.get("from"),
-            end=request.query.get("to"),
-        )
-        body["partitions"] = customer_table.local_partitions()
-        return self.bytes(orjson.dumps(body), content_type="application/json")
+        if not await watcher.settled(SETTLE_S):
+            return self.error(503, "counting the customers of restored partitions")
+        body = kpis_body(period, request.query.get("from"), request.query.get("to"))
+        return self.bytes(body, content_type="application/json")
+
+
+def kpis_body(period: str | None, start: str | None, end: str | None) -> bytes:
+    """The `/kpis` answer (JSON) for a valid `period` (None: all three) and dates."""
+    body = running.view((period,) if period else PERIODS, start=start, end=end)
+    body["partitions"] = running.partitions()
+    return orjson.dumps(body)
 
 
 def experiments_now() -> dict[str, Any]:

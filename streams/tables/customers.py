@@ -57,6 +57,9 @@ class Cursor:
 
 
 cursors: dict[int, Cursor] = {}
+# derived in-memory state over a partition's stored states (streams.running): `ready(p)` once
+# its restore is complete, `gone(partitions)` when they are claimed again or revoked
+watchers: list[Any] = []
 
 
 async def read_changelog(topic: str, partition: int, start: int) -> list[tuple[int, Any, Any, Any]]:
@@ -98,6 +101,8 @@ class Inputs:
         """Claim the partitions (owner markers); the ends a restore must reach."""
         for p in partitions:
             cursors.pop(p, None)
+        for watcher in watchers:
+            watcher.gone(partitions)
         return await store.claim(partitions)
 
     def seek_targets(self, tps: Iterable[TP]) -> dict[TP, int | None]:
@@ -130,6 +135,8 @@ def on_restored(partitions: Iterable[int]) -> list[int]:
         pending = Pending.decode(store.get(p, PENDING_KEY))
         batch = max(position.batch, pending.batch if pending is not None else 0)
         cursors[p] = Cursor(dict(position.offsets), position.event_time, batch)
+        for watcher in watchers:
+            watcher.ready(p)
         ready.append(p)
     return ready
 
@@ -140,6 +147,8 @@ def on_revoked(partitions: Iterable[int]) -> None:
     for p in partitions:
         cursors.pop(p, None)
     store.release(partitions)
+    for watcher in watchers:
+        watcher.gone(partitions)
 
 
 def load(partition: int, key: bytes) -> CustomerState | None:

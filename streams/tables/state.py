@@ -127,6 +127,9 @@ class Owner:
     next_offset: int
 
 
+Stored = Callable[[int, Mapping[bytes, bytes | None], Mapping[bytes, bytes | None]], None]
+
+
 class PartitionLost(Exception):
     """Another worker claimed the partition: this worker must not write it any more."""
 
@@ -146,6 +149,7 @@ class CustomerStore:
         self.write_batch = batch
         self.owners: dict[int, Owner] = {}
         self.acked_positions: dict[int, Position] = {}
+        self.on_stored: Stored | None = None  # each batch stored locally, old and new values
 
     # reads
 
@@ -227,6 +231,7 @@ class CustomerStore:
         records.extend(writes.items())
         metas = await self._send(partition, token, records, headers)
         db = self.db_for(partition)
+        old = None if self.on_stored is None else {key: db.get(key) for key in writes}
         batch = self.write_batch()
         for key, value in records:
             if value is None:
@@ -236,6 +241,8 @@ class CustomerStore:
         if metas:
             batch.put(OFFSET_KEY, str(max(metas)).encode())
         db.write(batch)
+        if old is not None and self.on_stored is not None:
+            self.on_stored(partition, old, writes)
         if send_outputs is not None:
             await send_outputs()
         stored = self.write_batch()

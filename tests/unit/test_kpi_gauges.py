@@ -193,53 +193,19 @@ def test_the_interval_setting() -> None:
             Settings.from_env({"JOURNEYSTREAM_KPI_GAUGES_INTERVAL_S": bad})
 
 
-class Worker:
-    """What the gauges' scan reads of the worker: ready partitions, rebalancing, a slice read."""
-
-    def __init__(self, rows: list[tuple[bytes, bytes]], partitions: int = 2) -> None:
-        self.state: dict[int, dict[bytes, bytes]] = {p: {} for p in range(partitions)}
-        for i, (key, value) in enumerate(rows):
-            self.state[i % partitions][key] = value
-        self.cursors = dict.fromkeys(self.state)
-        self.rebalancing = False
-        self.reads: list[tuple[int, bytes | None]] = []
-        self.revoke_after: int | None = None  # drop partition 1 after this many reads
-
-    def read_slice(self, partition: int, after: bytes | None, limit: int) -> list[Any]:
-        self.reads.append((partition, after))
-        if self.revoke_after is not None and len(self.reads) >= self.revoke_after:
-            self.cursors.pop(1, None)
-        keys = sorted(k for k in self.state[partition] if after is None or k > after)
-        return [(k, self.state[partition][k]) for k in keys[:limit]]
-
-
-def scanner(monkeypatch: pytest.MonkeyPatch, worker: Worker) -> Any:
+def test_the_gauges_are_the_running_views_current_periods(monkeypatch: pytest.MonkeyPatch) -> None:
     from streams import gauges
+    from streams.running import Running
 
-    monkeypatch.setattr(gauges, "SLICE", 2)
-    monkeypatch.setattr(gauges, "read_slice", worker.read_slice)
-    monkeypatch.setattr(gauges, "table", worker)
-    monkeypatch.setattr(gauges, "app", worker)
-    return gauges
-
-
-def test_the_scan_in_slices_counts_what_current_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = [*stored(), *((f"c:x{i}".encode(), v) for i, (_, v) in enumerate(stored()))]
-    worker = Worker(rows)
-    gauges = scanner(monkeypatch, worker)
-    found = asyncio.run(gauges.scan("2026-11-04"))
+    running = Running("UTC")
+    running.build(0, rows[:3])
+    running.build(1, rows[3:])
+    found = running.current("2026-11-04")
     assert found == kpis.current(rows, "UTC", at(11, 4, 12))
-    assert found is not None and found["day"] is not None
-    assert found["day"]["all"]["visitors"] == 4  # a and b, twice
-    # 3 states per partition in slices of 2: two reads each
-    assert [p for p, _ in worker.reads] == [0, 0, 1, 1]
-
-
-def test_a_scan_that_sees_a_partition_go_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    worker = Worker([*stored(), *stored()])
-    worker.revoke_after = 3  # partition 1 is revoked while its first slice is counted
-    gauges = scanner(monkeypatch, worker)
-    assert asyncio.run(gauges.scan("2026-11-04")) is None
-    worker = Worker(stored())
-    worker.rebalancing = True
-    assert asyncio.run(scanner(monkeypatch, worker).scan("2026-11-04")) is None
+    assert found["day"] is not None and found["day"]["all"]["visitors"] == 4  # a and b, twice
+    monkeypatch.setattr(gauges, "running", running)
+    monkeypatch.setattr(gauges, "processing_now", lambda: at(11, 4, 12))
+    asyncio.run(gauges.refresh())
+    assert metrics.labelled(metrics.KPI_GAUGES["visitors"], "day", "all")._value.get() == 4
+    assert metrics.labelled(metrics.KPI_GAUGES["revenue"], "week", "all")._value.get() == 220
