@@ -36,7 +36,7 @@ from bench.measure import time_group
 from bench.million import timed_start
 from bench.report import update_kept_section
 from bench.workloads import Workload
-from streams.broker import EmbeddedBroker
+from harness.broker import EmbeddedBroker
 
 BEGIN = "<!-- kept-section: kpis-worker -->"
 END = "<!-- /kept-section: kpis-worker -->"

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from harness.applied import changelog_name, wait_applied
+from harness.changelog import latest_changelog
+from harness.process import produce
 from journey.customer import CustomerState
 from journey.kpis import operations_view
 from streams import kpis
-from streams.applied import changelog_name, wait_applied
-from streams.changelog import latest_changelog
-from streams.process import produce
 from tests.integration.test_segments_api import get
 
 pytestmark = pytest.mark.broker
