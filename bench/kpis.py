@@ -127,11 +127,13 @@ def pct(values: list[float], q: float) -> float:
 
 async def latencies(requests: int) -> tuple[list[float], int]:
     """Client-side ms of each /kpis request through aiohttp, and the answer's size."""
+    from journey.figures import PERIODS
     from streams.web import kpis_body
 
     async def handler(request: web.Request) -> web.Response:
         q = request.query
-        body = kpis_body(q.get("period"), q.get("from"), q.get("to"))
+        period = q.get("period")
+        body = kpis_body((period,) if period else PERIODS, q.get("from"), q.get("to"))
         return web.Response(body=body, content_type="application/json")
 
     app = web.Application()

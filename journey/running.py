@@ -91,6 +91,38 @@ class RunningView:
         """What `operations_view` gives for the customers held (`start`/`end`: ISO dates)."""
         return total([self], period, start=start, end=end)
 
+    def export(
+        self, periods: Iterable[str] = PERIODS, *, start: str | None = None, end: str | None = None
+    ) -> dict[str, Any]:
+        """The counts `total` needs for these periods and dates, as JSON (`from_export`)."""
+        tallies: dict[str, dict[str, Any]] = {}
+        for period in periods:
+            kept = tallies[period] = {}
+            for pkey, tally in self.tallies[period].items():
+                first, last = period_bounds(pkey, period)
+                if (start is None or last >= start) and (end is None or first <= end):
+                    kept[pkey] = tally.to_list()
+        return {
+            "timezone": self.timezone,
+            "tallies": tallies,
+            "first_days": self.first_days,
+            "first_orders": self.first_orders,
+            "customers": self.customers,
+        }
+
+    @classmethod
+    def from_export(cls, data: Mapping[str, Any]) -> RunningView:
+        """A view holding another worker's exported counts (ValueError when malformed)."""
+        view = cls(str(data["timezone"]))
+        for period, tallies in data["tallies"].items():
+            if period not in PERIODS:
+                raise ValueError(f"unknown period {period!r}")
+            view.tallies[period] = {str(k): Tally.from_list(v) for k, v in tallies.items()}
+        view.first_days = {str(d): int(n) for d, n in data["first_days"].items()}
+        view.first_orders = {str(d): int(n) for d, n in data["first_orders"].items()}
+        view.customers = int(data["customers"])
+        return view
+
 
 def total(
     views: Iterable[RunningView],

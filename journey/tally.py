@@ -92,6 +92,34 @@ class Tally:
         self.repeat_buyers += other.repeat_buyers
         self.members += other.members
 
+    def to_list(self) -> list[Any]:
+        """The counts as plain lists (JSON): what `from_list` reads back."""
+        return [
+            [self.groups[g] for g in GROUPS],
+            self.paths,
+            [self.identified, self.returns_unbought, self.recalled, self.recalled_buyers],
+            [self.repeat_buyers, self.members],
+            [[self.abandoned[g][k] for k in KINDS] for g in GROUPS],
+        ]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Tally:
+        """A tally from `to_list`'s lists (ValueError or TypeError when they do not fit)."""
+        groups, paths, counts, more, abandoned = data
+        tally = cls()
+        if len(groups) != len(GROUPS) or len(paths) != 3 or len(abandoned) != len(GROUPS):
+            raise ValueError("a tally's lists have the wrong lengths")
+        for g, numbers in zip(GROUPS, groups, strict=True):
+            tally.groups[g] = [int(n) for n in numbers][:4]
+            for k, pair in zip(KINDS, abandoned[GROUPS.index(g)], strict=True):
+                tally.abandoned[g][k] = [int(pair[0]), int(pair[1])]
+        tally.paths = [int(n) for n in paths]
+        tally.identified, tally.returns_unbought, tally.recalled, tally.recalled_buyers = (
+            int(n) for n in counts
+        )
+        tally.repeat_buyers, tally.members = (int(n) for n in more)
+        return tally
+
     def figures(self, key: str, first: str, last: str, eligible: int) -> dict[str, Any]:
         """The period's figures, with rates."""
         groups = {g: _group(*c) for g, c in self.groups.items()}

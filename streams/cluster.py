@@ -37,6 +37,21 @@ def peer_urls() -> list[str]:
     )
 
 
+def peer_partitions() -> list[int]:
+    """The customer partitions the group's other workers hold (from the same host map)."""
+    me = str(app.conf.canonical_url).rstrip("/")
+    hosts = app.router.table_metadata(customer_table.customers.name)
+    return sorted(
+        {
+            p
+            for url, topics in hosts.items()
+            if url.rstrip("/") != me
+            for parts in topics.values()
+            for p in parts
+        }
+    )
+
+
 async def ask_peers(path: str, params: Mapping[str, str], authorization: str | None) -> list[bytes]:
     """Each other worker's answer to `path?params&scope=local` (same token), in URL order."""
     urls = peer_urls()

@@ -109,14 +109,25 @@ class Running:
         return sorted(self.views)
 
     def view(
-        self, periods: Iterable[str] = PERIODS, *, start: str | None = None, end: str | None = None
+        self,
+        periods: Iterable[str] = PERIODS,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        others: Iterable[RunningView] = (),
     ) -> dict[str, Any]:
-        """What `streams.kpis.view` gives for the owned partitions' states, without reading them."""
-        views = list(self.views.values())
+        """What `streams.kpis.view` gives for the owned partitions' states (and `others`)."""
+        views = [*self.views.values(), *others]
         return {
             "timezone": self.timezone,
             **{p: total(views, p, start=start, end=end) for p in periods},
         }
+
+    def export(
+        self, periods: Iterable[str] = PERIODS, *, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Each owned partition's counts for these periods (`RunningView.export`)."""
+        return [v.export(periods, start=start, end=end) for v in self.views.values()]
 
     def current(self, day: str) -> dict[str, dict[str, Any] | None]:
         """The figures of the day, ISO week and month holding `day` (as `streams.kpis.current`)."""

@@ -15,9 +15,10 @@ from faust import web
 from faust.exceptions import SameNode
 
 from journey.figures import PERIODS
+from journey.running import RunningView
 from journey.stages import SEGMENTS, CustomerJourney, profile
 from recommend.uplift import experiment_report
-from streams import metrics
+from streams import cluster, metrics
 from streams.agents.customers import input_channel, journey_config
 from streams.agents.partitions import deadlines
 from streams.app import app, settings
@@ -236,22 +237,54 @@ class Kpis(web.View):
     """
 
     async def get(self, request: web.Request) -> web.Response:
-        """`?period=day|week|month&from=YYYY-MM-DD&to=YYYY-MM-DD` (default: all three, all)."""
+        """`?period=day|week|month&from=YYYY-MM-DD&to=YYYY-MM-DD` (default: all three, all).
+
+        The whole store: this worker's partitions and every other worker's (`scope=local`:
+        this worker's alone), summed from the counts the others export (`format=counts`).
+        """
         if not authorized(request):
             return self.error(*UNAUTHORIZED)
         period = request.query.get("period")
         if period is not None and period not in PERIODS:
             return self.error(400, f"period must be one of {', '.join(PERIODS)}")
+        scope = request.query.get(cluster.SCOPE, "")
+        if scope not in ("", cluster.LOCAL):
+            return self.error(400, f"scope must be {cluster.LOCAL} or absent (every worker)")
         if not await watcher.settled(SETTLE_S):
             return self.error(503, "counting the customers of restored partitions")
-        body = kpis_body(period, request.query.get("from"), request.query.get("to"))
-        return self.bytes(body, content_type="application/json")
+        periods = (period,) if period else PERIODS
+        start, end = request.query.get("from"), request.query.get("to")
+        if scope == cluster.LOCAL and request.query.get("format") == "counts":
+            body = orjson.dumps(running.export(periods, start=start, end=end))
+            return self.bytes(body, content_type="application/json")
+        others: list[RunningView] = []
+        partitions = running.partitions()
+        if scope != cluster.LOCAL:
+            asked = {k: v for k, v in request.query.items() if k in ("period", "from", "to")}
+            try:
+                answers = await cluster.ask_peers(
+                    "/kpis", {**asked, "format": "counts"}, request.headers.get("Authorization")
+                )
+                for raw in answers:
+                    others += [RunningView.from_export(v) for v in orjson.loads(raw)]
+            except (cluster.PeerError, KeyError, TypeError, ValueError) as exc:
+                return self.error(502, f"the figures are incomplete: {exc}")
+            partitions = sorted({*partitions, *cluster.peer_partitions()})
+        return self.bytes(
+            kpis_body(periods, start, end, others, partitions), content_type="application/json"
+        )
 
 
-def kpis_body(period: str | None, start: str | None, end: str | None) -> bytes:
-    """The `/kpis` answer (JSON) for a valid `period` (None: all three) and dates."""
-    body = running.view((period,) if period else PERIODS, start=start, end=end)
-    body["partitions"] = running.partitions()
+def kpis_body(
+    periods: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    others: list[RunningView] | None = None,
+    partitions: list[int] | None = None,
+) -> bytes:
+    """The `/kpis` answer (JSON) for valid periods and dates, with other workers' counts."""
+    body = running.view(periods, start=start, end=end, others=others or ())
+    body["partitions"] = running.partitions() if partitions is None else partitions
     return orjson.dumps(body)
 
 

@@ -8,7 +8,7 @@
 let token = "";
 const params = new URLSearchParams(location.search);
 const refreshMs = Number(params.get("refresh") || 2000);
-const FIGURES_EVERY_MS = 30000; // /kpis reads every stored customer: polled less often
+const FIGURES_EVERY_MS = 30000; // /kpis asks every worker of the store: polled less often
 let refreshes = 0;
 let figuresAt = 0;
 let timer = null;
@@ -161,8 +161,8 @@ function renderSegments(view) {
   const parts = view.partitions || [];
   document.getElementById("partitions").textContent = parts.join(", ") || "none";
   document.getElementById("coverage").textContent = parts.length
-    ? `Figures of the customers this worker looks after (${parts.length} part${parts.length > 1 ? "s" : ""} of the store's customers; with several workers, each page shows its own part).`
-    : "This worker looks after no customers at the moment.";
+    ? `"Right now" counts the customers this worker looks after (${parts.length} part${parts.length > 1 ? "s" : ""} of the store's customers); "Over time" counts the whole store, whichever worker serves this page.`
+    : "This worker looks after no customers at the moment; \"Over time\" still counts the whole store.";
   for (const el of document.querySelectorAll("[data-kpi]")) {
     const key = el.dataset.kpi;
     show(el, view[key], el.dataset.format || (key === "revenue" || key === "average_order_value" ? "money" : ""));

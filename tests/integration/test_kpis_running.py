@@ -10,6 +10,7 @@ counts what `journey.kpis.operations_view` counts over the changelog's journeys.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
@@ -107,3 +108,41 @@ def test_kpis_kept_on_write_equal_the_changelog_view(deployment: Any) -> None:
     worker.stop()  # restart on its state: the views are counted again from the restored states
     worker = d.start_worker(0)
     assert check(d, worker, "2026-11-09T12:00:00+00:00") == body
+
+
+def test_kpis_of_two_workers_are_the_whole_stores(deployment: Any) -> None:
+    """Either worker answers for the store: its partitions' counts plus the other's."""
+    d = deployment(partitions=4, clock="event", api_token=TOKEN)
+    workers = [d.start_worker(index=0), d.start_worker(index=1)]
+    crowd = [
+        visit(f"x{i}", f"guest-{i}", f"2026-11-0{2 + i % 5}T13:00:00+00:00") for i in range(24)
+    ]
+    crowd += [
+        order(f"y{i}", f"guest-{i}", f"2026-11-0{2 + i % 5}T13:30:00+00:00", 10.0 + i)
+        for i in range(0, 24, 3)
+    ]
+    last = asyncio.run(produce(d.bootstrap, d.names, [*FIRST, *MORE, *crowd]))
+    asyncio.run(wait_applied(d.bootstrap, d.settings.app_id, last, 60))
+    for _ in range(60):  # the group has shared the partitions out
+        parts = [
+            get(w.base_url + "/kpis?scope=local&period=month", TOKEN)[1]["partitions"]
+            for w in workers
+        ]
+        if all(parts) and sorted(parts[0] + parts[1]) == [0, 1, 2, 3]:
+            break
+        time.sleep(1.0)
+    else:
+        pytest.fail(f"the workers never shared out the partitions: {parts}")
+    figures, _ = expected(d)
+    for w in workers:
+        status, body = get(w.base_url + "/kpis", TOKEN)
+        assert status == 200
+        assert body.pop("partitions") == [0, 1, 2, 3]
+        assert body == figures
+        status, local = get(w.base_url + "/kpis?scope=local", TOKEN)
+        assert status == 200 and len(local.pop("partitions")) < 4
+        assert local != figures  # one worker's part alone is not the store
+    status, week = get(workers[1].base_url + "/kpis?period=week&from=2026-11-09", TOKEN)
+    assert status == 200 and [w["period"] for w in week["week"]] == ["2026-W46"]
+    assert week["week"] == [w for w in figures["week"] if w["period"] == "2026-W46"]
+    assert get(workers[0].base_url + "/kpis?scope=all", TOKEN)[0] == 400

@@ -172,3 +172,50 @@ def test_any_adds_and_removes_give_the_from_scratch_view(
         for i, customer in enumerate(remaining):
             parts[i % 2].add(*customer)
         assert total(parts, period, start=start, end=end) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    customers_=st.lists(a_customer(), max_size=12),
+    zone=st.sampled_from(ZONES),
+    bounds=st.tuples(st.none() | st.integers(0, 35), st.none() | st.integers(0, 35)),
+)
+def test_views_exported_by_other_workers_sum_to_the_from_scratch_view(
+    customers_: list[tuple[dict[str, list[Any]], list[Any]]],
+    zone: str,
+    bounds: tuple[int | None, int | None],
+) -> None:
+    """What `/kpis?scope=local&format=counts` sends, read back and summed with local views."""
+    import orjson
+
+    start, end = (
+        None if b is None else (FIRST + timedelta(days=b - 3)).isoformat() for b in bounds
+    )
+    parts = [RunningView(zone) for _ in range(3)]
+    remaining = []
+    for i, (days, fired) in enumerate(customers_):
+        parts[i % 3].add(key_of(i), days, fired)
+        remaining.append((key_of(i), days, fired))
+    for period in PERIODS:
+        shipped = [
+            RunningView.from_export(
+                orjson.loads(orjson.dumps(p.export([period], start=start, end=end)))
+            )
+            for p in parts[1:]
+        ]
+        expected = operations_view(remaining, period, start=start, end=end, timezone=zone)
+        assert total([parts[0], *shipped], period, start=start, end=end) == expected
+
+
+def test_a_malformed_export_is_refused() -> None:
+    view = RunningView("UTC")
+    view.add("c:1", {"2026-11-02": ["new_visitor", 0, 1, 20.0, 1, 0, 0]})
+    good = view.export(["day"])
+    assert RunningView.from_export(good).figures("day") == view.figures("day")
+    for bad in (
+        {**good, "tallies": {"year": {}}},
+        {**good, "tallies": {"day": {"2026-11-02": [[], [], [], [], []]}}},
+        {k: v for k, v in good.items() if k != "first_days"},
+    ):
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            RunningView.from_export(bad)
