@@ -199,22 +199,57 @@ def trial_counts(rec_states: Iterable[Any]) -> tuple[Counts, Counts, Counts]:
     Each customer counts once per strategy, in their arm; `rec_states` are the customers'
     `recommend` states as stored (anything else is skipped).
     """
-    decided: Counts = {}
-    converted: Counts = {}
-    revenue: Counts = {}
+    totals = TrialTotals()
     for rec_state in rec_states:
-        trials = rec_state.get("trials") if isinstance(rec_state, dict) else None
-        if not isinstance(trials, dict):
-            continue
-        for strategy, trial in trials.items():
-            if not (isinstance(trial, list) and len(trial) == 4) or trial[1] <= 0:
-                continue
-            cell = (str(strategy), str(trial[0]))
-            decided[cell] = decided.get(cell, 0) + 1
-            if trial[2] > 0:
-                converted[cell] = converted.get(cell, 0) + 1
-                revenue[cell] = round(revenue.get(cell, 0.0) + float(trial[3]), 2)
-    return decided, converted, revenue
+        totals.change((), trial_share(rec_state))
+    return totals.counts()
+
+
+TrialShare = tuple[tuple[str, str, int, int], ...]  # (strategy, arm, converted 0/1, cents)
+
+
+def trial_share(rec_state: Any) -> TrialShare:
+    """A customer's part of `trial_counts`: per strategy decided, its arm, converted, revenue."""
+    trials = rec_state.get("trials") if isinstance(rec_state, dict) else None
+    if not isinstance(trials, dict):
+        return ()
+    out = []
+    for strategy, trial in sorted(trials.items()):
+        if isinstance(trial, list) and len(trial) == 4 and trial[1] > 0:
+            converted = 1 if trial[2] > 0 else 0
+            out.append((str(strategy), str(trial[0]), converted, round(float(trial[3]) * 100)))
+    return tuple(out)
+
+
+class TrialTotals:
+    """`trial_counts` kept as customers change: each customer's share added or taken back."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], list[int]] = {}  # decided, converted, revenue cents
+
+    def change(self, old: TrialShare, new: TrialShare) -> None:
+        """A customer's share went from `old` to `new`."""
+        for share, sign in ((old, -1), (new, 1)):
+            for strategy, arm, converted, cents in share:
+                cell = self.cells.setdefault((strategy, arm), [0, 0, 0])
+                cell[0] += sign
+                cell[1] += sign * converted
+                cell[2] += sign * cents * converted
+                if cell == [0, 0, 0]:
+                    del self.cells[(strategy, arm)]
+
+    def counts(self) -> tuple[Counts, Counts, Counts]:
+        """Customers decided, converted and revenue per (strategy, arm), as `trial_counts`."""
+        decided: Counts = {}
+        converted: Counts = {}
+        revenue: Counts = {}
+        for cell, (d, c, cents) in self.cells.items():
+            if d:
+                decided[cell] = d
+            if c:
+                converted[cell] = c
+                revenue[cell] = cents / 100
+        return decided, converted, revenue
 
 
 def _epoch(text: str) -> float:

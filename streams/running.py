@@ -28,8 +28,10 @@ from journey.figures import PERIODS, period_bounds, period_of
 from journey.running import RunningView, total
 from journey.running_segments import RunningSegments, Segmented
 from journey.running_segments import view as segment_view
+from recommend.experiments import TrialShare, TrialTotals, trial_share
 from streams import kpis
 from streams.app import app, settings
+from streams.tables import catalog as catalog_state
 from streams.tables import customers as table
 from streams.tables.state import RESERVED
 
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 SLICE = 200  # states counted between two yields to the event loop (some 5-15 ms)
 READY_WAIT_S = 30.0  # a count starts once the worker is ready (or after this long)
 
-Share = tuple[tuple[Any, Any] | None, Segmented | None]
+Share = tuple[tuple[Any, Any] | None, Segmented | None, TrialShare]
 
 
 class Running:
@@ -47,6 +49,7 @@ class Running:
         self.timezone = timezone
         self.views: dict[int, RunningView] = {}
         self.segments: dict[int, RunningSegments] = {}
+        self.trials: dict[int, TrialTotals] = {}  # test and learn, customers per strategy/arm
         # partitions being counted -> the last key counted (None: none yet); keys after it are
         # read by the count with their latest stored value
         self.counting: dict[int, bytes | None] = {}
@@ -61,17 +64,20 @@ class Running:
         """Begin counting a partition from nothing (its states are then given in key order)."""
         view = self.views[partition] = RunningView(self.timezone)
         self.segments[partition] = RunningSegments()
+        self.trials[partition] = TrialTotals()
         self.counting[partition] = None
         return view
 
     def count(self, partition: int, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Add stored states (key, value), in key order after the last ones counted."""
         view, segments = self.views[partition], self.segments[partition]
+        trials = self.trials[partition]
         for key, raw in items:
-            customer, journey = share(raw)
+            customer, journey, tried = share(raw)
             if customer is not None:
                 view.add(key.decode(), *customer)
             segments.add(journey)
+            trials.change((), tried)
             self.counting[partition] = key
 
     def stored(
@@ -82,7 +88,8 @@ class Running:
     ) -> None:
         """A batch stored in a partition: each key taken back as it was, added as it is."""
         view, segments = self.views.get(partition), self.segments.get(partition)
-        if view is None or segments is None:
+        trials = self.trials.get(partition)
+        if view is None or segments is None or trials is None:
             return  # not counted (being restored): the count will read the stored states
         counting = partition in self.counting
         last = self.counting.get(partition)
@@ -90,9 +97,11 @@ class Running:
             before = old.get(key)
             if before == raw or (counting and (last is None or key > last)):
                 continue  # unchanged, or not counted yet: the count reads the stored value
-            (was, was_journey), (now, now_journey) = share(before), share(raw)
+            (was, was_journey, was_tried), (now, now_journey, now_tried) = share(before), share(raw)
             if was != now:
                 view.change(key.decode(), was, now)
+            if was_tried != now_tried:
+                trials.change(was_tried, now_tried)
             if was_journey != now_journey:
                 segments.remove(was_journey)
                 segments.add(now_journey)
@@ -102,6 +111,7 @@ class Running:
         for p in partitions:
             self.views.pop(p, None)
             self.segments.pop(p, None)
+            self.trials.pop(p, None)
             self.counting.pop(p, None)
 
     def partitions(self) -> list[int]:
@@ -129,6 +139,26 @@ class Running:
         """Each owned partition's counts for these periods (`RunningView.export`)."""
         return [v.export(periods, start=start, end=end) for v in self.views.values()]
 
+    def trial_cells(self) -> dict[str, list[int]]:
+        """Customers decided, converted and revenue cents per "strategy|arm", all partitions."""
+        out: dict[str, list[int]] = {}
+        for totals in self.trials.values():
+            for (strategy, arm), cell in totals.cells.items():
+                mine = out.setdefault(f"{strategy}|{arm}", [0, 0, 0])
+                for i, n in enumerate(cell):
+                    mine[i] += n
+        return out
+
+    def variant_counts(self, strategy: str) -> dict[str, tuple[int, int]]:
+        """A strategy's customers decided and converted per arm here (its bandit's counts)."""
+        out: dict[str, tuple[int, int]] = {}
+        for totals in self.trials.values():
+            for (name, arm), (decided, converted, _cents) in totals.cells.items():
+                if name == strategy:
+                    d, c = out.get(arm, (0, 0))
+                    out[arm] = (d + decided, c + converted)
+        return out
+
     def current(self, day: str) -> dict[str, dict[str, Any] | None]:
         """The figures of the day, ISO week and month holding `day` (as `streams.kpis.current`)."""
         out: dict[str, dict[str, Any] | None] = {}
@@ -146,14 +176,15 @@ class Running:
 
 
 def share(raw: bytes | None) -> Share:
-    """A stored state's (activity days, fired markers) and counted journey fields, or None."""
+    """A stored state's (activity days, fired markers), counted journey fields and trials."""
     if raw is None:
-        return None, None
+        return None, None, ()
     state = orjson.loads(raw)
     if not isinstance(state, dict):
-        return None, None
+        return None, None, ()
     journey = state.get("journey")
-    return kpis.customer_of(state), Segmented.of(journey) if journey else None
+    tried = trial_share(state.get("recommend"))
+    return kpis.customer_of(state), Segmented.of(journey) if journey else None, tried
 
 
 class Watcher:
@@ -248,6 +279,8 @@ def read_slice(partition: int, after: bytes | None, limit: int) -> list[tuple[by
 
 
 running = Running(settings.store_timezone)
+# a bandit strategy draws from the trials of this worker's customers (a sample of the store)
+catalog_state.recommender.variant_counts = running.variant_counts
 watcher = Watcher(running)
 table.watchers.append(watcher)
 table.store.on_stored = watcher.stored

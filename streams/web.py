@@ -288,24 +288,51 @@ def kpis_body(
     return orjson.dumps(body)
 
 
-def experiments_now() -> dict[str, Any]:
-    """The experiment report from this worker's decision and conversion counters."""
-    return experiment_report(
-        metrics.totals(metrics.RECOMMENDATIONS),
-        metrics.totals(metrics.CONVERSIONS),
-        metrics.totals(metrics.ATTRIBUTED_REVENUE),
-    )
+def experiments_now(cells: Mapping[str, list[int]] | None = None) -> dict[str, Any]:
+    """The experiment report, customers as the unit, of trial cells (default: this worker's).
+
+    A cell is "strategy|arm" -> [customers decided, customers converted, revenue in cents],
+    from the customers' stored trials (`streams.running`, `recommend.experiments`).
+    """
+    decided: dict[tuple[str, str], float] = {}
+    converted: dict[tuple[str, str], float] = {}
+    revenue: dict[tuple[str, str], float] = {}
+    for name, (d, c, cents) in (running.trial_cells() if cells is None else cells).items():
+        strategy, arm = name.split("|", 1)
+        decided[strategy, arm], converted[strategy, arm] = d, c
+        revenue[strategy, arm] = cents / 100
+    return experiment_report(decided, converted, revenue)
 
 
 @app.page("/experiments")
 class Experiments(web.View):
-    """Decisions, conversions, revenue and uplift versus holdout, per strategy and arm."""
+    """Customers decided and converted, revenue and uplift versus holdout, per strategy and arm."""
 
     async def get(self, request: web.Request) -> web.Response:
-        """This worker's experiment report (counts since it started)."""
+        """The whole store's report (`scope=local`: this worker's customers alone)."""
         if not authorized(request):
             return self.error(*UNAUTHORIZED)
-        body = orjson.dumps({"strategies": experiments_now()})
+        scope = request.query.get(cluster.SCOPE, "")
+        if scope not in ("", cluster.LOCAL):
+            return self.error(400, f"scope must be {cluster.LOCAL} or absent (every worker)")
+        if not await watcher.settled(SETTLE_S):
+            return self.error(503, "counting the customers of restored partitions")
+        cells = running.trial_cells()
+        if scope == cluster.LOCAL and request.query.get("format") == "counts":
+            return self.bytes(orjson.dumps(cells), content_type="application/json")
+        if scope != cluster.LOCAL:
+            try:
+                answers = await cluster.ask_peers(
+                    "/experiments", {"format": "counts"}, request.headers.get("Authorization")
+                )
+                for raw in answers:
+                    for name, cell in orjson.loads(raw).items():
+                        mine = cells.setdefault(str(name), [0, 0, 0])
+                        for i in range(3):
+                            mine[i] += int(cell[i])
+            except (cluster.PeerError, TypeError, ValueError, IndexError) as exc:
+                return self.error(502, f"the experiment report is incomplete: {exc}")
+        body = orjson.dumps({"unit": "customer", "strategies": experiments_now(cells)})
         return self.bytes(body, content_type="application/json")
 
 

@@ -21,6 +21,8 @@ from harness.changelog import latest_changelog
 from harness.process import produce
 from journey.customer import CustomerState
 from journey.kpis import operations_view
+from recommend.experiments import trial_counts
+from recommend.uplift import experiment_report
 from streams import kpis
 from tests.integration.test_segments_api import get
 
@@ -146,3 +148,16 @@ def test_kpis_of_two_workers_are_the_whole_stores(deployment: Any) -> None:
     assert status == 200 and [w["period"] for w in week["week"]] == ["2026-W46"]
     assert week["week"] == [w for w in figures["week"] if w["period"] == "2026-W46"]
     assert get(workers[0].base_url + "/kpis?scope=all", TOKEN)[0] == 400
+
+    # test and learn, customers as the unit: the whole store's trials, whichever worker answers
+    states = asyncio.run(
+        latest_changelog(d.bootstrap, changelog_name(d.settings.app_id), d.settings.partitions)
+    )
+    store = experiment_report(*trial_counts(s.get("recommend") for s in states.values()))
+    assert sum(a["decided"] for arms in store.values() for a in arms.values()) > 0
+    for w in workers:
+        status, body = get(w.base_url + "/experiments", TOKEN)
+        assert status == 200 and body == {"unit": "customer", "strategies": store}
+    parts = [get(w.base_url + "/experiments?scope=local", TOKEN)[1]["strategies"] for w in workers]
+    decided = [sum(a["decided"] for arms in p.values() for a in arms.values()) for p in parts]
+    assert sum(decided) == sum(a["decided"] for arms in store.values() for a in arms.values())
