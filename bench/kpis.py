@@ -9,8 +9,8 @@ then measures, in this process:
   RocksDB in slices of `streams.running.SLICE` (what a worker does once per partition when
   its restore completes), in all and per slice (the longest stall of the event loop);
 * `/kpis?period=day&from=2026-11-01&to=2026-11-30` through aiohttp (a local server whose
-  handler calls `streams.web.kpis_body`, the function the worker's route calls), --requests
-  requests: median and p99 of the client-side latency;
+  handler calls `streams.operations_web.kpis_body`, the function the worker's route calls),
+  --requests requests: median and p99 of the client-side latency;
 * the write path: `Running.stored` for a batch of changed customers, per key;
 * for comparison, the per-request scan this replaces (`streams.kpis.view` over every state).
 
@@ -128,7 +128,7 @@ def pct(values: list[float], q: float) -> float:
 async def latencies(requests: int) -> tuple[list[float], int]:
     """Client-side ms of each /kpis request through aiohttp, and the answer's size."""
     from journey.figures import PERIODS
-    from streams.web import kpis_body
+    from streams.operations_web import kpis_body
 
     async def handler(request: web.Request) -> web.Response:
         q = request.query
@@ -274,7 +274,7 @@ partitions). Each run counts the partitions' views from RocksDB as a worker does
 restore (slices of {first["slice"]} states), then serves
 `/kpis?period=day&from=2026-11-01&to=2026-11-30` {first["requests"]} times (after 3
 warm-up requests) through aiohttp with the function the worker's route calls
-(`streams.web.kpis_body`: the sum of the partitions' running views; answer
+(`streams.operations_web.kpis_body`: the sum of the partitions' running views; answer
 {first["answer_bytes"]:,} bytes), timed by an aiohttp client on the same machine, then
 applies 2000 changed customers (one more visit each) through `Running.stored`.
 

@@ -38,6 +38,7 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
             "streams.agents",
             "streams.web",
             "streams.audience_web",
+            "streams.operations_web",
             "streams.gauges",
         ],
         origin="streams",
