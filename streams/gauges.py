@@ -16,7 +16,7 @@ import logging
 import time
 
 from journey.activity import day_of
-from streams import kpis, metrics
+from streams import compat, kpis, metrics
 from streams.app import app, settings
 from streams.running import running
 from streams.web import processing_now
@@ -38,7 +38,7 @@ async def refresh() -> None:
 
 async def refresh_kpi_gauges() -> None:
     """The timer: refresh, except while partitions move or are restored; never raises."""
-    if app.rebalancing or app.tables.recovery.in_recovery or running.counting:
+    if app.rebalancing or compat.table_recovery(app).in_recovery or running.counting:
         return  # half-restored or half-counted partitions would count short: keep the values
     try:
         await refresh()

@@ -29,7 +29,7 @@ from journey.running import RunningView, total
 from journey.running_segments import RunningSegments, Segmented
 from journey.running_segments import view as segment_view
 from recommend.experiments import TrialShare, TrialTotals, trial_share
-from streams import kpis
+from streams import compat, kpis
 from streams.app import app, settings
 from streams.tables import catalog as catalog_state
 from streams.tables import customers as table
@@ -257,7 +257,7 @@ class Watcher:
 
 def settled_app() -> bool:
     """The worker is ready: what `/ready` checks (`streams.web.ready`, not imported: a cycle)."""
-    recovery = app.tables.recovery
+    recovery = compat.table_recovery(app)
     return (
         not app.rebalancing
         and bool(app.consumer.assignment())

@@ -15,7 +15,7 @@ from faust import web
 from faust.exceptions import SameNode
 
 from journey.stages import CustomerJourney, profile
-from streams import metrics
+from streams import compat, metrics
 from streams.agents.customers import journey_config
 from streams.agents.partitions import deadlines
 from streams.app import app, settings
@@ -90,7 +90,7 @@ app.web.web_app.middlewares.append(require_token)  # type: ignore[attr-defined]
 
 def ready() -> bool:
     """Partitions assigned, not rebalancing, table recovery complete."""
-    recovery = app.tables.recovery
+    recovery = compat.table_recovery(app)
     return (
         not app.rebalancing
         and bool(app.consumer.assignment())

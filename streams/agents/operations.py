@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from journey.stages import SEGMENTS
-from streams import metrics, topics
+from streams import compat, metrics, topics
 from streams.agents.customers import journey_config
 from streams.agents.partitions import deadlines
 from streams.app import app, settings
@@ -17,7 +17,7 @@ from streams.tables import customers as table
 _INPUTS = {*names.inputs(), names(topics.INTERNAL)}
 
 
-@app.on_partitions_revoked.connect
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust sends `revoked` positionally
 async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     """Count the rebalance and drop the revoked partitions' deadline index."""
     metrics.REBALANCES.inc()
@@ -27,7 +27,7 @@ async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
 @app.timer(5.0)
 async def report_lag_and_recovery() -> None:
     """Consumer lag and applied offset per owned input partition, changelog records to restore."""
-    recovery = app.tables.recovery
+    recovery = compat.table_recovery(app)
     remaining = recovery.active_remaining() if recovery.in_recovery else {}
     metrics.RECOVERY_REMAINING.set(sum(max(0, v) for v in remaining.values()))
     report_applied()
