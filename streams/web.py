@@ -14,7 +14,7 @@ from aiohttp import web as aiohttp_web
 from faust import web
 from faust.exceptions import SameNode
 
-from journey.stages import CustomerJourney, profile
+from journey.stages import CustomerJourney, format_time, profile
 from streams import compat, metrics
 from streams.agents.customers import journey_config
 from streams.agents.partitions import deadlines
@@ -166,7 +166,29 @@ def public_profile(key: str, state: dict[str, Any]) -> dict[str, Any]:
         "journey": journey,
         "identity": state.get("identity"),
         "abandonment": state.get("abandonment"),
+        "decisions": recent_decisions(state.get("recommend")),
     }
+
+
+def recent_decisions(rec_state: Any) -> list[dict[str, Any]]:
+    """The customer's latest decisions (their last 20), newest first: sent or held out."""
+    if not isinstance(rec_state, dict):
+        return []
+    sent = {e[3]: e[2] for e in rec_state.get("sent") or () if isinstance(e, list) and len(e) > 3}
+    out = []
+    for entry in reversed(rec_state.get("exposures") or ()):
+        if isinstance(entry, list) and len(entry) == 4:
+            t, strategy, arm, ident = entry
+            out.append(
+                {
+                    "at": format_time(float(t)),
+                    "strategy": strategy,
+                    "arm": arm,
+                    "id": ident,
+                    "sent_as": sent.get(ident),  # recommendation, discount_trigger; None: not sent
+                }
+            )
+    return out
 
 
 def processing_now() -> float:

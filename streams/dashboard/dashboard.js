@@ -27,6 +27,13 @@ const WORDS = {
   "touch→purchase": "bought on the first visit", "touch→seed→purchase": "came back, then bought",
   repurchase: "bought again", cart: "carts", browse: "browsing", holdout: "control (not sent)",
   treatment: "sent",
+  recommendation: "recommendation", discount_trigger: "discount",
+  complements_after_purchase: "complements of a purchase",
+  downsell_after_browse: "a mid-priced alternative after browsing",
+  discount_after_abandonment: "a discount after an abandonment",
+  replenishment: "time to restock", favourites_repurchase: "favourites",
+  popular_in_category: "popular in a category", recall_returning: "welcome back (never bought)",
+  win_back: "win back a lapsed customer",
 };
 const ONE = { new_visitor: "new visitor", returning_visitor: "returning visitor, never bought", customer: "customer", lapsed: "lapsed customer" };
 const STAGES = { touch: "first contact", seed: "showed interest", purchase: "bought once", repurchase: "bought again" };
@@ -332,9 +339,21 @@ function renderCustomer(body) {
     li.textContent = line;
     return li;
   }));
-  document.getElementById("customer-recommendations").textContent =
-    "The worker's customer view does not list the recommendations sent to this customer yet; " +
-    "the strategies table below counts them for all customers.";
+  // the latest decisions for this customer, newest first: sent, or held out (the control group)
+  const decisions = (body.decisions || []).slice(0, 8);
+  document.getElementById("customer-recommendations").replaceChildren(
+    ...(decisions.length ? decisions : [null]).map((d) => {
+      const li = document.createElement("li");
+      if (d === null) {
+        li.textContent = "no recommendation or discount decided for this customer yet";
+        return li;
+      }
+      li.dataset.decision = d.id;
+      const how = d.sent_as ? `sent as a ${words(d.sent_as)}` : d.arm === "holdout" ? "held out (control group)" : "not sent";
+      li.textContent = `${when(d.at)}: ${words(d.strategy)}, ${how}`;
+      return li;
+    }),
+  );
   document.getElementById("customer").hidden = false;
 }
 

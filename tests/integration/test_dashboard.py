@@ -405,6 +405,13 @@ def test_demo_days_chart_path_split_range_and_lookup(deployment: Any) -> None:
             assert shown_days == active[:10] and shown_days
             products = page.text_content("#customer-products") or ""
             assert all(b["product_id"] in products for b in profile["recently_purchased"][-5:])
+            # her decisions, newest first, as the API lists them (the complements of formula)
+            decided = [d["id"] for d in mother["decisions"]][:8]
+            assert decided and any(d["strategy"] == STRATEGY for d in mother["decisions"])
+            shown = page.eval_on_selector_all(
+                "#customer-recommendations li", "els => els.map(e => e.dataset.decision)"
+            )
+            assert shown == decided
             page.screenshot(path=str(ARTIFACTS / "dashboard-demo-lookup.png"), full_page=True)
             page.fill("#lookup-id", "nobody-at-all")
             page.click("#lookup button")
