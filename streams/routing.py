@@ -16,6 +16,7 @@ from streams.app import topics as names
 from streams.tables.outbox import Send
 
 _ABANDONED = {"cart_abandoned": "cart", "browse_abandoned": "browse"}
+INTERNAL_RECORDS = frozenset({"copurchase_order"})  # records for journeystream's own readers
 
 
 def route_outputs(outputs: list[dict[str, Any]], event_type: str, sends: list[Send]) -> None:
@@ -42,7 +43,8 @@ def route_outputs(outputs: list[dict[str, Any]], event_type: str, sends: list[Se
         sends.append(
             (names.for_output(kind), out.get("customer_key", "").encode(), orjson.dumps(out))
         )
-        count_output(out)
+        if kind not in INTERNAL_RECORDS:  # journeystream_outputs_total counts downstream ones
+            count_output(out)
     if event_type != "internal":
         metrics.labelled(metrics.EVENTS, event_type, outcome).inc()
 

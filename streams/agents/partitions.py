@@ -25,7 +25,7 @@ from streams.app import app, settings
 from streams.clock import Clock
 from streams.deadlines import DeadlineIndex
 from streams.tables import customers as table
-from streams.tables.outbox import Send, with_outbox
+from streams.tables.outbox import Send, outbox_records
 from streams.tables.state import PartitionLost, Position
 
 deadlines = DeadlineIndex(settings.clock)
@@ -118,13 +118,14 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
         for key, sends in work.outbox.items()
         if sends and (key in work.states or key in work.rows)
     }
-    writes: dict[bytes, bytes | None] = {
-        key: with_outbox(state.to_dict(), work.batch, outputs.get(key, ()))
-        for key, state in work.states.items()
-    }
-    writes.update(
-        (key, with_outbox(row, work.batch, outputs.get(key, ()))) for key, row in work.rows.items()
-    )
+    writes: dict[bytes, bytes | None] = {}
+    outbox_keys: list[bytes] = []
+    stored = [(key, state.to_dict()) for key, state in work.states.items()]
+    for key, record in [*stored, *work.rows.items()]:
+        records = outbox_records(key, record, work.batch, outputs.get(key, ()))
+        writes.update(records)
+        if key in outputs:
+            outbox_keys += [k for k, _ in records]
     writes.update(dict.fromkeys(work.deleted))
     position = Position(dict(work.offsets), work.clock.event_time, work.batch)
     flat = [s for sends in outputs.values() for s in sends]
@@ -136,7 +137,7 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
             work.token,
             writes,
             position,
-            outbox_keys=outputs,
+            outbox_keys=outbox_keys,
             send_outputs=(lambda: send(flat)) if flat else None,
         )
     except PartitionLost:

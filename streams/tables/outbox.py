@@ -7,6 +7,12 @@ batch and the keys with outputs. If a crash comes after the states and before th
 position, a restore finds the pending batch ahead of the position and sends those outboxes
 again, byte for byte: a repeated output is always an identical record, whatever in-memory
 context (price tiers, catalog, co-purchases) the worker had when it derived it.
+
+A key that produced many outputs in one batch (a store-day's discount budget answers every
+request of the batch) keeps at most MAX_OUTBOX_BYTES of them in its own record; the rest go in
+overflow records (`outbox_records`, keys under the reserved `__faust` prefix, which every reader
+of customer states skips), written and named in the pending record like any outbox, so no
+changelog record outgrows the broker's message size limit (1 MB by default).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any
 import orjson
 
 OUTBOX = "outbox"  # the field of a customer record that holds its outbox
+MAX_OUTBOX_BYTES = 256 * 1024  # output bytes in one record; the rest go to overflow records
+OVERFLOW_PREFIX = b"__faust\0outbox\0"  # reserved: readers of customer states skip `__faust`
 
 Send = tuple[str, bytes, bytes]  # (topic, key, value), as streams.routing builds them
 
@@ -52,6 +60,30 @@ def with_outbox(state: dict[str, Any], batch: int, sends: Sequence[Send]) -> byt
         return orjson.dumps(state)
     records = [[topic, key.decode(), orjson.Fragment(value)] for topic, key, value in sends]
     return orjson.dumps({**state, OUTBOX: {"batch": batch, "records": records}})
+
+
+def outbox_records(
+    key: bytes, state: dict[str, Any], batch: int, sends: Sequence[Send]
+) -> list[tuple[bytes, bytes]]:
+    """The record of `key` (its state and first outputs) and overflow records for the rest."""
+    chunks: list[list[Send]] = [[]]
+    size = 0
+    for send in sends:
+        cost = len(send[0]) + len(send[1]) + len(send[2]) + 16  # as embedded: [topic, key, value]
+        if chunks[-1] and size + cost > MAX_OUTBOX_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(send)
+        size += cost
+    records = [(key, with_outbox(state, batch, chunks[0]))]
+    for n, chunk in enumerate(chunks[1:], 1):
+        records.append((overflow_key(key, n), with_outbox({}, batch, chunk)))
+    return records
+
+
+def overflow_key(key: bytes, n: int) -> bytes:
+    """The key of a customer key's `n`-th overflow record (n >= 1)."""
+    return OVERFLOW_PREFIX + key + b"\0" + str(n).encode()
 
 
 def state_of(record: dict[str, Any]) -> dict[str, Any]:

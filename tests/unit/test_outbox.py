@@ -139,3 +139,36 @@ def test_a_record_holds_the_state_and_its_outbox_byte_for_byte() -> None:
     assert outbox_of(orjson.dumps(STATE)) == (None, [])
     empty = CustomerState().to_dict()
     assert CustomerState.from_dict(orjson.loads(with_outbox(empty, 1, [OUT_1]))).to_dict() == empty
+
+
+def test_many_outputs_of_one_key_are_split_over_overflow_records_and_all_sent_again() -> None:
+    """A store-day answering 3,000 discount requests in one batch: no record near 1 MB."""
+    from streams.tables.outbox import (
+        MAX_OUTBOX_BYTES,
+        OVERFLOW_PREFIX,
+        Pending,
+        outbox_records,
+        unsent,
+    )
+
+    sends = [
+        (
+            "t.decisions",
+            b"c:%d" % i,
+            orjson.dumps({"type": "decision", "id": f"{i:020x}", "pad": "x" * 600}),
+        )
+        for i in range(3000)
+    ]
+    records = outbox_records(b"__faust\0budget\0x", {"granted": ["a"]}, 7, sends)
+    assert len(records) > 1 and records[0][0] == b"__faust\0budget\0x"
+    assert all(k.startswith(OVERFLOW_PREFIX) for k, _ in records[1:])
+    assert len({k for k, _ in records}) == len(records)
+    assert max(len(v) for _, v in records) < MAX_OUTBOX_BYTES + 2048  # far below 1 MB
+    assert orjson.loads(records[0][1])["granted"] == ["a"]  # the row's own state stays whole
+    pending = Pending(7, tuple(k for k, _ in records))
+    assert unsent(pending, 6, records) == sends  # every output, in order, byte for byte
+    assert unsent(pending, 7, records) == []
+    # a later batch's overflow leaves an older one's record stale: not sent for the new batch
+    later = outbox_records(b"__faust\0budget\0x", {"granted": ["a"]}, 8, sends[:1])
+    assert len(later) == 1
+    assert unsent(Pending(8, (later[0][0],)), 7, [*later, *records[1:]]) == sends[:1]
