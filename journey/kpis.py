@@ -37,13 +37,36 @@ def operations_view(
             never_purchased_return_visits += j.sessions - 1
         elif j.orders_placed > 0 and j.sessions > 1:
             returned_then_bought += 1
+    return figures(
+        dict(segments),
+        dict(stages),
+        orders,
+        spend,
+        orders_by_path,
+        never_purchased_return_visits,
+        returning_never_purchased,
+        returned_then_bought,
+    )
+
+
+def figures(
+    segments: dict[str, int],
+    stages: dict[str, int],
+    orders: int,
+    spend: float,
+    orders_by_path: Mapping[str, float] | None,
+    return_visits: int,
+    never: int,
+    bought: int,
+) -> dict[str, Any]:
+    """The view of counted customers: `never`/`bought` returning visitors who never / did buy."""
     paths = {k: int(v) for k, v in (orders_by_path or {}).items()}
     path_total = sum(paths.values())
-    returning = returning_never_purchased + returned_then_bought
+    returning = never + bought
     return {
         "customers": sum(segments.values()),
-        "segments": dict(segments),
-        "stages": dict(stages),
+        "segments": segments,
+        "stages": stages,
         "orders": orders,
         "revenue": round(spend, 2),
         "average_order_value": round(spend / orders, 2) if orders else None,
@@ -51,9 +74,7 @@ def operations_view(
         "repurchase_share": round(paths.get("repurchase", 0) / path_total, 4)
         if path_total
         else None,
-        "return_visits_never_purchased": never_purchased_return_visits,
-        "returning_visitors_never_purchased": returning_never_purchased,
-        "returning_visitor_conversion": round(returned_then_bought / returning, 4)
-        if returning
-        else None,
+        "return_visits_never_purchased": return_visits,
+        "returning_visitors_never_purchased": never,
+        "returning_visitor_conversion": round(bought / returning, 4) if returning else None,
     }

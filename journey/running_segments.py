@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from journey.config import DEFAULT_CONFIG, JourneyConfig
+from journey.kpis import figures
 from journey.stages import BUYER_STAGES
 from journey.tally import cents
 
@@ -135,26 +136,16 @@ def view(
         ):
             sums[i] += n
     orders, spend_cents, return_visits, never, bought = sums
-    spend = spend_cents / 100
-    paths = {k: int(v) for k, v in (orders_by_path or {}).items()}
-    path_total = sum(paths.values())
-    returning = never + bought
-    segments = {k: n for k, n in segments.items() if n}
-    return {
-        "customers": sum(segments.values()),
-        "segments": segments,
-        "stages": {k: n for k, n in stages.items() if n},
-        "orders": orders,
-        "revenue": spend,
-        "average_order_value": round(spend / orders, 2) if orders else None,
-        "orders_by_path": paths,
-        "repurchase_share": round(paths.get("repurchase", 0) / path_total, 4)
-        if path_total
-        else None,
-        "return_visits_never_purchased": return_visits,
-        "returning_visitors_never_purchased": never,
-        "returning_visitor_conversion": round(bought / returning, 4) if returning else None,
-    }
+    return figures(
+        {k: n for k, n in segments.items() if n},
+        {k: n for k, n in stages.items() if n},
+        orders,
+        spend_cents / 100,
+        orders_by_path,
+        return_visits,
+        never,
+        bought,
+    )
 
 
 def _bump(counts: dict[str, int], name: str, sign: int) -> None:
