@@ -50,8 +50,8 @@ class Audience(web.View):
         if fmt not in FORMATS:
             return self.error(400, f"format must be one of {', '.join(FORMATS)}")
         scope = params.pop(cluster.SCOPE, "")
-        if scope not in ("", cluster.LOCAL):
-            return self.error(400, f"scope must be {cluster.LOCAL} or absent (every worker)")
+        if (wrong := cluster.scope_error(scope)) is not None:
+            return self.error(400, wrong)
         if not params.get("limit"):
             params["limit"] = str(DEFAULT_LIMIT)
         try:

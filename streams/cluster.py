@@ -26,30 +26,32 @@ class PeerError(Exception):
     """A worker of the group did not give its part; the message names it."""
 
 
-def peer_urls() -> list[str]:
-    """The web addresses of the group's other workers that hold customer partitions."""
+def _peers() -> dict[str, list[int]]:
+    """The group's other workers' web addresses and the customer partitions each holds."""
     me = str(app.conf.canonical_url).rstrip("/")
     hosts = app.router.table_metadata(customer_table.customers.name)
-    return sorted(
-        url.rstrip("/")
+    return {
+        url.rstrip("/"): [p for parts in topics.values() for p in parts]
         for url, topics in hosts.items()
-        if url.rstrip("/") != me and any(topics.values())
-    )
+        if url.rstrip("/") != me
+    }
+
+
+def peer_urls() -> list[str]:
+    """The web addresses of the group's other workers that hold customer partitions."""
+    return sorted(url for url, parts in _peers().items() if parts)
 
 
 def peer_partitions() -> list[int]:
     """The customer partitions the group's other workers hold (from the same host map)."""
-    me = str(app.conf.canonical_url).rstrip("/")
-    hosts = app.router.table_metadata(customer_table.customers.name)
-    return sorted(
-        {
-            p
-            for url, topics in hosts.items()
-            if url.rstrip("/") != me
-            for parts in topics.values()
-            for p in parts
-        }
-    )
+    return sorted({p for parts in _peers().values() for p in parts})
+
+
+def scope_error(scope: str) -> str | None:
+    """Why a `scope` parameter cannot be used (None: absent, the whole store, or `local`)."""
+    if scope in ("", LOCAL):
+        return None
+    return f"scope must be {LOCAL} or absent (every worker)"
 
 
 async def ask_peers(path: str, params: Mapping[str, str], authorization: str | None) -> list[bytes]:

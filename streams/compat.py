@@ -295,6 +295,17 @@ def table_recovery(app: Any) -> Any:
     return app.tables.recovery
 
 
+def worker_ready(app: Any) -> bool:
+    """Partitions assigned, not rebalancing, table recovery complete (what `/ready` answers)."""
+    recovery = table_recovery(app)
+    return (
+        not app.rebalancing
+        and bool(app.consumer.assignment())
+        and recovery.completed.is_set()
+        and not recovery.in_recovery
+    )
+
+
 def configure(fetch_max_wait_ms: int) -> None:
     """Set the fetch wait used by consumers created from now on."""
     ConsumerThread.fetch_max_wait_ms = int(fetch_max_wait_ms)

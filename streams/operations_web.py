@@ -93,8 +93,8 @@ class Kpis(web.View):
         if period is not None and period not in PERIODS:
             return self.error(400, f"period must be one of {', '.join(PERIODS)}")
         scope = request.query.get(cluster.SCOPE, "")
-        if scope not in ("", cluster.LOCAL):
-            return self.error(400, f"scope must be {cluster.LOCAL} or absent (every worker)")
+        if (wrong := cluster.scope_error(scope)) is not None:
+            return self.error(400, wrong)
         if not await watcher.settled(SETTLE_S):
             return self.error(503, "counting the customers of restored partitions")
         periods = (period,) if period else PERIODS
@@ -158,8 +158,8 @@ class Experiments(web.View):
         if not authorized(request):
             return self.error(*UNAUTHORIZED)
         scope = request.query.get(cluster.SCOPE, "")
-        if scope not in ("", cluster.LOCAL):
-            return self.error(400, f"scope must be {cluster.LOCAL} or absent (every worker)")
+        if (wrong := cluster.scope_error(scope)) is not None:
+            return self.error(400, wrong)
         if not await watcher.settled(SETTLE_S):
             return self.error(503, "counting the customers of restored partitions")
         cells = running.trial_cells()

@@ -209,7 +209,7 @@ class Watcher:
         started = time.perf_counter()
         try:
             waited = 0.0
-            while not settled_app() and waited < READY_WAIT_S:
+            while not compat.worker_ready(app) and waited < READY_WAIT_S:
                 await asyncio.sleep(0.2)  # let the restore and the rest of the start finish first
                 waited += 0.2
             while self.running.views.get(partition) is view:
@@ -253,17 +253,6 @@ class Watcher:
         except Exception:
             log.exception("running view of partition %d: update failed, recounting", partition)
             self.ready(partition)
-
-
-def settled_app() -> bool:
-    """The worker is ready: what `/ready` checks (`streams.web.ready`, not imported: a cycle)."""
-    recovery = compat.table_recovery(app)
-    return (
-        not app.rebalancing
-        and bool(app.consumer.assignment())
-        and recovery.completed.is_set()
-        and not recovery.in_recovery
-    )
 
 
 def read_slice(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:

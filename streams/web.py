@@ -90,13 +90,7 @@ app.web.web_app.middlewares.append(require_token)  # type: ignore[attr-defined]
 
 def ready() -> bool:
     """Partitions assigned, not rebalancing, table recovery complete."""
-    recovery = compat.table_recovery(app)
-    return (
-        not app.rebalancing
-        and bool(app.consumer.assignment())
-        and recovery.completed.is_set()
-        and not recovery.in_recovery
-    )
+    return compat.worker_ready(app)
 
 
 @app.page("/metrics")
