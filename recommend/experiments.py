@@ -107,7 +107,6 @@ def arm_picker(
     A bandit strategy keeps the arm in the customer's `trials` and draws a new customer's from
     `counts(strategy)` (variant -> customers decided, converted; `recommend.bandit`).
     """
-    from recommend.bandit import thompson_arm
 
     def arm_of(strategy: str) -> str:
         config = (experiments or {}).get(strategy) or ExperimentConfig()
@@ -117,6 +116,8 @@ def arm_picker(
         kept = (trials or {}).get(strategy)
         if isinstance(kept, list) and kept and kept[0] in (*config.variants, HOLDOUT):
             return str(kept[0])
+        from recommend.bandit import thompson_arm  # here: recommend.bandit imports this module
+
         seen = counts(strategy) if counts is not None else {}
         return thompson_arm(customer_key, strategy, share, config.variants, seen)
 

@@ -3,14 +3,16 @@
 Derived state only: a partition's `RunningView` (`journey.running`) and `RunningSegments`
 (`journey.running_segments`) are counted from its local states when its restore is complete
 (`streams.tables.customers.on_restored`; in slices, in the background: `Watcher`), follow
-every batch the state layer stores (`CustomerStore.on_stored`: each changed key taken back
-with its old stored value and added with its new one; a key the count has not reached yet is
-left to the count), and are dropped when the partition is claimed again or revoked. After a
-restart they are counted again from the restored states, so they hold what a scan would.
+every batch the state layer stores (`CustomerStore.on_stored`: each changed key's share taken
+back as the agent loaded it and added as the agent wrote it, both from the decoded states it
+holds, so nothing is decoded again; a key the count has not reached yet is left to the count),
+and are dropped when the partition is claimed again or revoked. After a restart they are
+counted again from the restored states, so they hold what a scan would.
 
 Cost: a count decodes each state of the partition once (some 35 µs a state on the bench
-machine, BENCHMARKS.md); a stored batch decodes each written key's old and new value (some
-40-65 µs a key). A request reads the sums only (`view`, `current`, `segments_view`).
+machine, BENCHMARKS.md); a stored batch takes each written key's share from the states the
+agent decoded and encoded anyway (`share_of`). A request reads the sums only (`view`,
+`current`, `segments_view`).
 """
 
 from __future__ import annotations
@@ -80,24 +82,18 @@ class Running:
             trials.change((), tried)
             self.counting[partition] = key
 
-    def stored(
-        self,
-        partition: int,
-        old: Mapping[bytes, bytes | None],
-        new: Mapping[bytes, bytes | None],
-    ) -> None:
-        """A batch stored in a partition: each key taken back as it was, added as it is."""
+    def stored(self, partition: int, changes: Mapping[bytes, tuple[Share, Share]]) -> None:
+        """A batch stored in a partition: each key's (old, new) share taken back and added."""
         view, segments = self.views.get(partition), self.segments.get(partition)
         trials = self.trials.get(partition)
         if view is None or segments is None or trials is None:
             return  # not counted (being restored): the count will read the stored states
         counting = partition in self.counting
         last = self.counting.get(partition)
-        for key, raw in new.items():
-            before = old.get(key)
-            if before == raw or (counting and (last is None or key > last)):
+        for key, (before, after) in changes.items():
+            if before == after or (counting and (last is None or key > last)):
                 continue  # unchanged, or not counted yet: the count reads the stored value
-            (was, was_journey, was_tried), (now, now_journey, now_tried) = share(before), share(raw)
+            (was, was_journey, was_tried), (now, now_journey, now_tried) = before, after
             if was != now:
                 view.change(key.decode(), was, now)
             if was_tried != now_tried:
@@ -177,9 +173,11 @@ class Running:
 
 def share(raw: bytes | None) -> Share:
     """A stored state's (activity days, fired markers), counted journey fields and trials."""
-    if raw is None:
-        return None, None, ()
-    state = orjson.loads(raw)
+    return share_of(None if raw is None else orjson.loads(raw))
+
+
+def share_of(state: Any) -> Share:
+    """`share` of a decoded state (`CustomerState.to_dict()` form; None: no state)."""
     if not isinstance(state, dict):
         return None, None, ()
     journey = state.get("journey")
@@ -241,18 +239,20 @@ class Watcher:
         """Partitions claimed again or revoked."""
         self.running.gone(partitions)
 
-    def stored(
-        self,
-        partition: int,
-        old: Mapping[bytes, bytes | None],
-        new: Mapping[bytes, bytes | None],
-    ) -> None:
+    def stored(self, partition: int, changes: Mapping[bytes, tuple[Share, Share]]) -> None:
         """A batch stored; never raises into the write path (a failure recounts the partition)."""
         try:
-            self.running.stored(partition, old, new)
+            self.running.stored(partition, changes)
         except Exception:
             log.exception("running view of partition %d: update failed, recounting", partition)
             self.ready(partition)
+
+
+def changes_of(
+    old: Mapping[bytes, bytes | None], new: Mapping[bytes, bytes | None]
+) -> dict[bytes, tuple[Share, Share]]:
+    """`Running.stored`'s changes from stored values before and after (tests, `make kpibench`)."""
+    return {key: (share(old.get(key)), share(raw)) for key, raw in new.items()}
 
 
 def read_slice(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
@@ -273,3 +273,4 @@ catalog_state.recommender.variant_counts = running.variant_counts
 watcher = Watcher(running)
 table.watchers.append(watcher)
 table.store.on_stored = watcher.stored
+table.summarize = share_of

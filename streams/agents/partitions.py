@@ -46,6 +46,7 @@ class Work:
     deleted: set[bytes] = field(default_factory=set)
     outbox: dict[bytes, list[Send]] = field(default_factory=dict)  # outputs per written key
     rows: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # reserved-key rows (budget)
+    before: dict[bytes, Any] = field(default_factory=dict)  # loaded keys' `table.summarize`
     applied: int = 0
 
     def outputs_of(self, key: bytes) -> list[Send]:
@@ -57,7 +58,7 @@ class Work:
         if key in self.deleted:
             return None
         state = self.states.get(key)
-        return state if state is not None else table.load(self.partition, key)
+        return state if state is not None else table.load(self.partition, key, self.before)
 
     def put(self, key: bytes, state: CustomerState) -> None:
         """Keep a changed state for the end-of-batch write."""
@@ -127,6 +128,7 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
         if key in outputs:
             outbox_keys += [k for k, _ in records]
     writes.update(dict.fromkeys(work.deleted))
+    changes = summary_changes(work, stored)
     position = Position(dict(work.offsets), work.clock.event_time, work.batch)
     flat = [s for sends in outputs.values() for s in sends]
     if flat and settings.fault == "exit_before_outputs":
@@ -139,6 +141,7 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
             position,
             outbox_keys=outbox_keys,
             send_outputs=(lambda: send(flat)) if flat else None,
+            changes=changes,
         )
     except PartitionLost:
         table.cursors.pop(work.partition, None)
@@ -150,6 +153,24 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
         cursor.event_time = work.clock.event_time
         cursor.batch = work.batch
         deadlines.clocks[work.partition] = work.clock
+
+
+def summary_changes(
+    work: Work, stored: list[tuple[bytes, dict[str, Any]]]
+) -> dict[bytes, tuple[Any, Any]] | None:
+    """Each written customer key's `table.summarize`, as stored before the batch and after it."""
+    summarize = table.summarize
+    if summarize is None:
+        return None
+    before = work.before
+
+    def was(key: bytes) -> Any:
+        return before[key] if key in before else table.summary(work.partition, key)
+
+    changes = {key: (was(key), summarize(record)) for key, record in stored}
+    for key in work.deleted:
+        changes[key] = (was(key), summarize(None))
+    return changes
 
 
 async def exit_before_outputs(sends: list[Send]) -> None:

@@ -7,7 +7,7 @@ owner marker) has completed, from the position restored with it; dropped when it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,9 @@ cursors: dict[int, Cursor] = {}
 # derived in-memory state over a partition's stored states (streams.running): `ready(p)` once
 # its restore is complete, `gone(partitions)` when they are claimed again or revoked
 watchers: list[Any] = []
+# what the derived state needs of a decoded stored state (None: no state); the agent keeps it
+# for the keys it loads and writes, and hands both to `store.on_stored` (streams.running)
+summarize: Callable[[dict[str, Any] | None], Any] | None = None
 
 
 async def read_changelog(topic: str, partition: int, start: int) -> list[tuple[int, Any, Any, Any]]:
@@ -151,10 +154,26 @@ def on_revoked(partitions: Iterable[int]) -> None:
         watcher.gone(partitions)
 
 
-def load(partition: int, key: bytes) -> CustomerState | None:
-    """The stored state of a customer key in a partition, or None."""
+def load(
+    partition: int, key: bytes, summaries: dict[bytes, Any] | None = None
+) -> CustomerState | None:
+    """The stored state of a customer key in a partition, or None.
+
+    With `summaries`, the stored state's `summarize` is kept there (once per key).
+    """
     raw = store.get(partition, key)
-    return None if raw is None else CustomerState.from_dict(orjson.loads(raw))
+    data = None if raw is None else orjson.loads(raw)
+    if summaries is not None and summarize is not None and key not in summaries:
+        summaries[key] = summarize(data)
+    return None if data is None else CustomerState.from_dict(data)
+
+
+def summary(partition: int, key: bytes) -> Any:
+    """`summarize` of a key's stored state (None without a summarizer)."""
+    if summarize is None:
+        return None
+    raw = store.get(partition, key)
+    return summarize(None if raw is None else orjson.loads(raw))
 
 
 def snapshot(key: bytes) -> dict | None:

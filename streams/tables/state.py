@@ -127,7 +127,8 @@ class Owner:
     next_offset: int
 
 
-Stored = Callable[[int, Mapping[bytes, bytes | None], Mapping[bytes, bytes | None]], None]
+# told after a batch's local write, with what the caller passed as `changes` (streams.running)
+Stored = Callable[[int, Any], None]
 
 
 class PartitionLost(Exception):
@@ -149,7 +150,7 @@ class CustomerStore:
         self.write_batch = batch
         self.owners: dict[int, Owner] = {}
         self.acked_positions: dict[int, Position] = {}
-        self.on_stored: Stored | None = None  # each batch stored locally, old and new values
+        self.on_stored: Stored | None = None  # each batch stored locally, with its `changes`
 
     # reads
 
@@ -214,12 +215,15 @@ class CustomerStore:
         *,
         outbox_keys: Iterable[bytes] = (),
         send_outputs: Callable[[], Awaitable[None]] | None = None,
+        changes: Any = None,
     ) -> None:
         """Write a batch of one partition: changelog, local DB, outputs, then the position.
 
         With `outbox_keys` (the written keys whose records carry outputs of batch
         `position.batch`), a pending record naming them goes first; `send_outputs` runs after
         the states are in the changelog and in the local DB, before the position is stored.
+        `changes` (what the batch changed, as the caller summarised it) goes to `on_stored`
+        right after the local write, before anything else can read the database.
         Raises PartitionLost when the partition was claimed by another worker (or released
         here) since `token` was read: nothing is then written locally.
         """
@@ -231,7 +235,6 @@ class CustomerStore:
         records.extend(writes.items())
         metas = await self._send(partition, token, records, headers)
         db = self.db_for(partition)
-        old = None if self.on_stored is None else {key: db.get(key) for key in writes}
         batch = self.write_batch()
         for key, value in records:
             if value is None:
@@ -241,8 +244,8 @@ class CustomerStore:
         if metas:
             batch.put(OFFSET_KEY, str(max(metas)).encode())
         db.write(batch)
-        if old is not None and self.on_stored is not None:
-            self.on_stored(partition, old, writes)
+        if changes is not None and self.on_stored is not None:
+            self.on_stored(partition, changes)
         if send_outputs is not None:
             await send_outputs()
         stored = self.write_batch()

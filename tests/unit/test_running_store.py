@@ -16,7 +16,7 @@ from journey import customer as core
 from journey.customer import CustomerState
 from journey.kpis import operations_view as segments_scratch
 from streams import kpis
-from streams.running import Running
+from streams.running import Running, changes_of
 from streams.tables.state import RESERVED, Position
 from tests.unit.test_figures import at, buy, view
 from tests.unit.test_state import Log, make_store
@@ -63,7 +63,9 @@ def test_running_views_equal_a_scan_after_every_commit() -> None:
                 state, _ = core.apply(states.get(key.encode()), event, event.occurred_at, key=key)
                 states[key.encode()] = state
                 writes[key.encode()] = orjson.dumps(state.to_dict())
-            await store.commit(0, token, writes, Position({}, 0.0, n))
+            old = {k: dbs[0].get(k) for k in writes} if 0 in dbs else {}
+            changes = changes_of(old, writes)
+            await store.commit(0, token, writes, Position({}, 0.0, n), changes=changes)
             figures, segments = scratch(dbs[0])
             assert running.view() == figures, n
             assert running.segments_view(at(9, 12), PATHS, core.DEFAULT_CONFIG) == segments, n
@@ -101,11 +103,15 @@ def test_batches_stored_while_a_partition_is_counted_in_slices() -> None:
     def stored_items() -> list[tuple[bytes, bytes]]:
         return sorted((k, v) for k, v in dbs[0].items() if not k.startswith(RESERVED))
 
+    async def commit(token: bytes, writes: dict[bytes, bytes | None], batch: int) -> None:
+        changes = changes_of({k: dbs[0].get(k) for k in writes} if 0 in dbs else {}, writes)
+        await store.commit(0, token, writes, Position({}, 0.0, batch), changes=changes)
+
     async def main() -> None:
         await store.claim({0})
         token = store.token(0)
         assert token is not None
-        await store.commit(0, token, states(at(2, 9), keys), Position({}, 0.0, 1))  # not counted
+        await commit(token, states(at(2, 9), keys), 1)  # not counted
         running.start(0)  # the restore is complete: counted in slices from here
         running.count(0, stored_items()[:5])  # c:00 .. c:04
         assert running.counting[0] == b"c:04"
@@ -113,7 +119,7 @@ def test_batches_stored_while_a_partition_is_counted_in_slices() -> None:
         # each side, a new key on each side (c:035 before the last counted, c:99 after)
         writes = states(at(3, 9), ["c:01", "c:04", "c:07", "c:11", "c:035", "c:99"])
         writes.update({b"c:02": None, b"c:09": None})
-        await store.commit(0, token, writes, Position({}, 0.0, 2))
+        await commit(token, writes, 2)
         after = [(k, v) for k, v in stored_items() if k > b"c:04"]
         running.count(0, after)  # the rest, with its latest stored values
         running.counting.pop(0)
@@ -121,7 +127,7 @@ def test_batches_stored_while_a_partition_is_counted_in_slices() -> None:
         assert running.view() == figures
         assert running.segments_view(at(9, 12), PATHS, core.DEFAULT_CONFIG) == segments
         # and a batch after the count: everything is followed again
-        await store.commit(0, token, states(at(4, 9), keys[:6]), Position({}, 0.0, 3))
+        await commit(token, states(at(4, 9), keys[:6]), 3)
         assert running.view() == scratch(dbs[0])[0]
 
     asyncio.run(main())
