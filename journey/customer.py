@@ -124,11 +124,12 @@ class CustomerState:
     recommend: dict[str, Any] = field(default_factory=dict)
     window: ReorderWindow = field(default_factory=ReorderWindow)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, orjson-friendly form."""
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """Plain, orjson-friendly form (`copy` False: see `CustomerJourney.to_dict`)."""
+        journey = self.journey
         return {
             "window": self.window.to_dict(),
-            "journey": self.journey.to_dict() if self.journey is not None else None,
+            "journey": journey.to_dict(copy=copy) if journey is not None else None,
             "identity": self.identity.to_dict(),
             "seen": self.seen.to_dict(),
             "abandonment": self.abandonment.to_dict() if self.abandonment is not None else None,

@@ -270,8 +270,13 @@ class CustomerJourney:
             tags.append(TAG_PRICE_SENSITIVE)
         return tags
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, orjson-friendly form (containers are copied)."""
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """Plain, orjson-friendly form; containers are copied unless `copy` is False.
+
+        Without copies the form shares this journey's containers (the same JSON once encoded):
+        for encoding at once, as the write path does.
+        """
+        c: Any = dict if copy else _same
         return {
             "format": STATE_FORMAT,
             "customer_key": self.customer_key,
@@ -284,12 +289,12 @@ class CustomerJourney:
             "sessions": self.sessions,
             "session_id": self.session_id,
             "session_start": self.session_start,
-            "session_categories": dict(self.session_categories),
+            "session_categories": c(self.session_categories),
             "views": self.views,
             "priced_views": self.priced_views,
             "view_price_sum": self.view_price_sum,
-            "views_by_category": dict(self.views_by_category),
-            "recent_views": dict(self.recent_views),
+            "views_by_category": c(self.views_by_category),
+            "recent_views": c(self.recent_views),
             "cart": self.cart.lines_dict(),
             "cart_ref": self.cart.ref,
             "cart_last": self.cart.last_activity,
@@ -301,12 +306,14 @@ class CustomerJourney:
             "units_value": self.units_value,
             "orders_below_view_avg": self.orders_below_view_avg,
             "orders_low_band": self.orders_low_band,
-            "recent_orders": dict(self.recent_orders),
-            "purchase_categories": dict(self.purchase_categories),
-            "recent_purchases": dict(self.recent_purchases),
+            "recent_orders": c(self.recent_orders),
+            "purchase_categories": c(self.purchase_categories),
+            "recent_purchases": c(self.recent_purchases),
             "new_parent": self.new_parent,
-            "favourites": dict(self.favourites),
-            "activity": {day: list(entry) for day, entry in self.activity.items()},
+            "favourites": c(self.favourites),
+            "activity": {day: list(e) for day, e in self.activity.items()}
+            if copy
+            else self.activity,
         }
 
     @classmethod
@@ -941,3 +948,8 @@ def _merge_times(a: dict[str, float], b: dict[str, float], cap: int) -> dict[str
         if k not in out or v > out[k]:
             out[k] = v
     return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0]))[-cap:])
+
+
+def _same(value: Any) -> Any:
+    """The value itself (`CustomerJourney.to_dict` without copies)."""
+    return value

@@ -361,7 +361,10 @@ class BatchingStream(faust.Stream):
     Faust's own `take_events` moves every event through a drainer task and an awaited
     processor, then waits `within` for more also when the queue is empty. Here a batch is what
     the queue holds when the agent asks (at most `max_`), waiting only for the first event.
-    Events of an older generation or received while the flow is stopped are dropped.
+    Events of an older generation or received while the flow is stopped are dropped. The
+    per-event sensor hooks are called only when a sensor other than Faust's own `Monitor` is
+    installed: the Monitor's per-stream counters are read by nothing here (journeystream's
+    metrics are its own), and its four calls per event cost some 5% of the pipeline's CPU.
     """
 
     async def take_events(  # type: ignore[override]
@@ -378,6 +381,7 @@ class BatchingStream(faust.Stream):
         consumer = app.consumer
         acking_topics = app.topics.acking_topics
         is_active = app.flow_control.is_active
+        sensed = any(sensor is not app.monitor for sensor in app.sensors)
         try:
             while not self.should_stop:
                 values = [await slow_get()]
@@ -407,8 +411,10 @@ class BatchingStream(faust.Stream):
                     if message.topic in acking_topics and not message.tracked:
                         message.tracked = True
                         consumer.unacked.add(message)
-                        self._on_message_in(tp, offset, message)
-                    states.append(self._on_stream_event_in(tp, offset, self, event))
+                        if sensed:
+                            self._on_message_in(tp, offset, message)
+                    if sensed:
+                        states.append(self._on_stream_event_in(tp, offset, self, event))
                     events.append(event)
                 if not events:
                     continue
@@ -419,10 +425,14 @@ class BatchingStream(faust.Stream):
                     yield events
                 finally:
                     self.current_event = None
-                    for event, state in zip(events, states, strict=True):
+                    for i, event in enumerate(events):
                         message = event.message
                         last_to_ack = event.ack()
-                        self._on_stream_event_out(message.tp, message.offset, self, event, state)
+                        if not sensed:
+                            continue
+                        self._on_stream_event_out(
+                            message.tp, message.offset, self, event, states[i]
+                        )
                         if last_to_ack:
                             self._on_message_out(message.tp, message.offset, message)
         except StopAsyncIteration:

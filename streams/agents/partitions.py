@@ -121,7 +121,8 @@ async def commit(work: Work, send: Callable[[list[Send]], Awaitable[None]]) -> N
     }
     writes: dict[bytes, bytes | None] = {}
     outbox_keys: list[bytes] = []
-    stored = [(key, state.to_dict()) for key, state in work.states.items()]
+    # encoded at once, and nothing changes the states until the write is done: no copies
+    stored = [(key, state.to_dict(copy=False)) for key, state in work.states.items()]
     for key, record in [*stored, *work.rows.items()]:
         records = outbox_records(key, record, work.batch, outputs.get(key, ()))
         writes.update(records)

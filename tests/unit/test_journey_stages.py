@@ -806,6 +806,14 @@ def test_round_trip_through_plain_dicts() -> None:
     data = orjson.loads(orjson.dumps(j.to_dict()))
     assert CustomerJourney.from_dict(data) == j
     assert CustomerJourney.from_dict(data).to_dict() == j.to_dict()
+    # the write path's form without copies encodes to the same bytes, and shares containers
+    for journey in (j, run(evs[:2])[0]):  # the second with a cart
+        shared = journey.to_dict(copy=False)
+        assert orjson.dumps(shared) == orjson.dumps(journey.to_dict())
+        assert shared["recent_views"] is journey.recent_views
+        assert shared["activity"] is journey.activity
+        assert journey.to_dict()["activity"] is not journey.activity
+    assert journey.cart.lines
 
 
 def test_long_texts_are_cut_and_stay_distinct() -> None:
