@@ -34,6 +34,7 @@ import faust
 import faust.streams as faust_streams
 import rocksdict
 from aiokafka import TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.protocol.group import LeaveGroupRequest
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import _current_event
@@ -66,6 +67,7 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
     (faust_rocksdb.Store, "_db_for_partition"),
     (faust_rocksdb.Store, "offset_key"),
     (faust_streams, "_current_event"),
+    (faust_aiokafka.Producer, "_ensure_producer"),
 ]
 # instance attributes (set in __init__, so checked on a started app by the compat test)
 PRIVATE_INSTANCE_NAMES = {
@@ -283,6 +285,39 @@ class Transport(faust_aiokafka.Transport):
     """Faust's aiokafka transport using Consumer."""
 
     Consumer = Consumer
+
+
+async def send_batches(
+    producer: Any,
+    topic: str,
+    partition: int,
+    records: list[tuple[bytes, bytes | None]],
+    headers: Any,
+) -> list[int]:
+    """Send records to one partition as whole batches (aiokafka's `send_batch`); their offsets.
+
+    The same order and the same in-flight limit as one `send` a record, without a future, a
+    sensor call and a metadata wait per record (the changelog's records: some 4% of the CPU).
+    """
+    client = producer._ensure_producer()
+    sent: list[tuple[Any, int]] = []  # (future of a batch, its records)
+    batch = client.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            if not batch.record_count():
+                raise MessageSizeTooLargeError(f"a record of {len(value or b'')} bytes to {topic}")
+            sent.append(
+                (await client.send_batch(batch, topic, partition=partition), batch.record_count())
+            )
+            batch = client.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise MessageSizeTooLargeError(f"a record of {len(value or b'')} bytes to {topic}")
+    if batch.record_count():
+        sent.append(
+            (await client.send_batch(batch, topic, partition=partition), batch.record_count())
+        )
+    metas = await asyncio.gather(*(future for future, _ in sent))
+    return [meta.offset + i for meta, (_, n) in zip(metas, sent, strict=True) for i in range(n)]
 
 
 async def commit_offsets(consumer: Any, offsets: Mapping[TP, int]) -> None:

@@ -19,7 +19,7 @@ from faust.types import TP
 
 from journey.customer import CustomerState
 from streams.app import app, settings
-from streams.compat import FencedTable
+from streams.compat import FencedTable, send_batches
 from streams.recovery import confirmed_ends
 from streams.tables.outbox import Pending, state_of
 from streams.tables.state import PENDING_KEY, CustomerStore, Position
@@ -91,6 +91,9 @@ store = CustomerStore(
     producer=lambda: app.producer,
     reader=read_changelog,
     batch=lambda: rocksdict.WriteBatch(raw_mode=True),
+    send=lambda topic, partition, records, headers: send_batches(
+        app.producer, topic, partition, records, headers
+    ),
 )
 
 

@@ -127,6 +127,8 @@ class Owner:
     next_offset: int
 
 
+# (topic, partition, records, headers) -> the records' offsets (streams.compat.send_batches)
+SendRecords = Callable[[str, int, list[tuple[bytes, bytes | None]], Any], Awaitable[list[int]]]
 # told after a batch's local write, with what the caller passed as `changes` (streams.running)
 Stored = Callable[[int, Any], None]
 
@@ -142,10 +144,20 @@ class CustomerStore:
     `producer()` returns Faust's producer; `reader` reads changelog records (fencing check).
     """
 
-    def __init__(self, topic: str, db_for: Any, producer: Any, reader: Any, batch: Any) -> None:
+    def __init__(
+        self,
+        topic: str,
+        db_for: Any,
+        producer: Any,
+        reader: Any,
+        batch: Any,
+        send: SendRecords | None = None,
+    ) -> None:
         self.topic = topic
         self.db_for = db_for
         self.producer = producer
+        # records to one partition -> their offsets (default: one `producer().send` a record)
+        self.send_records: SendRecords = send or self._send_each
         self.reader = reader
         self.write_batch = batch
         self.owners: dict[int, Owner] = {}
@@ -274,13 +286,7 @@ class CustomerStore:
         owner = self.owners.get(partition)
         if owner is None or owner.token != token:
             raise PartitionLost(partition)
-        futures = [
-            await self.producer().send(
-                self.topic, key, value, partition=partition, timestamp=None, headers=headers
-            )
-            for key, value in records
-        ]
-        offsets = sorted(meta.offset for meta in await asyncio.gather(*futures))
+        offsets = sorted(await self.send_records(self.topic, partition, list(records), headers))
         if not offsets:
             return offsets
         expected = list(range(owner.next_offset, owner.next_offset + len(offsets)))
@@ -291,6 +297,18 @@ class CustomerStore:
             raise PartitionLost(partition)
         owner.next_offset = offsets[-1] + 1
         return offsets
+
+    async def _send_each(
+        self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]], headers: Any
+    ) -> list[int]:
+        """Send records one `producer().send` each; their offsets."""
+        futures = [
+            await self.producer().send(
+                topic, key, value, partition=partition, timestamp=None, headers=headers
+            )
+            for key, value in records
+        ]
+        return [meta.offset for meta in await asyncio.gather(*futures)]
 
     async def _only_own(self, partition: int, token: bytes, start: int) -> bool:
         """True if no other owner's marker is in the changelog from `start` on (retry copies)."""
