@@ -34,7 +34,6 @@ import faust
 import faust.streams as faust_streams
 import rocksdict
 from aiokafka import TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.protocol.group import LeaveGroupRequest
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import _current_event
@@ -304,14 +303,12 @@ async def send_batches(
     batch = client.create_batch()
     for key, value in records:
         if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-            if not batch.record_count():
-                raise MessageSizeTooLargeError(f"a record of {len(value or b'')} bytes to {topic}")
+            # full (an empty batch takes any one record: the broker judges its size)
             sent.append(
                 (await client.send_batch(batch, topic, partition=partition), batch.record_count())
             )
             batch = client.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                raise MessageSizeTooLargeError(f"a record of {len(value or b'')} bytes to {topic}")
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
     if batch.record_count():
         sent.append(
             (await client.send_batch(batch, topic, partition=partition), batch.record_count())
