@@ -157,6 +157,12 @@ def on_revoked(partitions: Iterable[int]) -> None:
         watcher.gone(partitions)
 
 
+def decoded(partition: int, key: bytes) -> dict[str, Any] | None:
+    """The stored state of a customer key in a partition as a dict, or None."""
+    raw = store.get(partition, key)
+    return None if raw is None else orjson.loads(raw)
+
+
 def load(
     partition: int, key: bytes, summaries: dict[bytes, Any] | None = None
 ) -> CustomerState | None:
@@ -164,8 +170,7 @@ def load(
 
     With `summaries`, the stored state's `summarize` is kept there (once per key).
     """
-    raw = store.get(partition, key)
-    data = None if raw is None else orjson.loads(raw)
+    data = decoded(partition, key)
     if summaries is not None and summarize is not None and key not in summaries:
         summaries[key] = summarize(data)
     return None if data is None else CustomerState.from_dict(data)
@@ -173,10 +178,7 @@ def load(
 
 def summary(partition: int, key: bytes) -> Any:
     """`summarize` of a key's stored state (None without a summarizer)."""
-    if summarize is None:
-        return None
-    raw = store.get(partition, key)
-    return summarize(None if raw is None else orjson.loads(raw))
+    return None if summarize is None else summarize(decoded(partition, key))
 
 
 def snapshot(key: bytes) -> dict | None:
