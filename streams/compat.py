@@ -13,7 +13,12 @@ What is changed, and why:
   restore ends at an end the worker proved (Tansu's ListOffsets answer lags the real end);
 - `perform_seek` reads each input partition from the restored position;
 - the rocksdb store applies a restored changelog batch with owner fencing, atomically;
-- `BatchingStream.take_events` hands over what is queued, without Faust's drainer task.
+- `BatchingStream.take_events` hands over what is queued, without Faust's drainer task;
+  with `direct=True` (the customer agent) the consumer puts the stream's records straight into
+  its queue as `Delivered` (the fetched message), without the conductor's per-record lock,
+  key/value decoding and `Event` (some 10% of the pipeline's CPU); buffer pressure and flow
+  control are kept as the conductor does them;
+- `send_batches`/`send_keyed` send records in whole aiokafka batches per partition.
 
 `PRIVATE_NAMES` lists the private Faust/aiokafka attributes used here and elsewhere in the
 project; `tests/unit/test_compat.py` checks that each still exists.
@@ -67,6 +72,8 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
     (faust_rocksdb.Store, "offset_key"),
     (faust_streams, "_current_event"),
     (faust_aiokafka.Producer, "_ensure_producer"),
+    (aiokafka.AIOKafkaProducer, "_partition"),
+    (aiokafka.AIOKafkaClient, "_wait_on_metadata"),
 ]
 # instance attributes (set in __init__, so checked on a started app by the compat test)
 PRIVATE_INSTANCE_NAMES = {
@@ -139,6 +146,19 @@ async def leave_generation_zero(consumer: aiokafka.AIOKafkaConsumer) -> None:
         logger.info("LeaveGroup request succeeded (generation 0)")
 
 
+class Delivered:
+    """A fetched record handed to a stream without Faust's Event (`Consumer.deliver_directly`)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+    def ack(self) -> bool:
+        """Nothing to acknowledge: progress is the position stored with the state."""
+        return False
+
+
 class Consumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer: per-fetch delivery, proven restore ends, seeks to positions."""
 
@@ -175,10 +195,17 @@ class Consumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(FETCHING)
 
     async def _deliver(self, first: tuple[TP, Any], rest: Any) -> None:
-        """Hand over a fetch's records; paused partitions' records are left to their seek."""
+        """Hand over a fetch's records; paused partitions' records are left to their seek.
+
+        A record of a topic with a direct queue (`deliver_directly`) goes into that queue as a
+        `Delivered`; any other goes through Faust's conductor (decoded into an Event per channel).
+        """
         callback = self.callback
         paused = self._paused_partitions
         read_offset = self._read_offset
+        direct = self.direct_queues
+        flow = self.app.flow_control
+        await self.app.producer.buffer.wait_until_ebb()
         since_yield = 0
         item: tuple[TP, Any] | None = first
         while item is not None:
@@ -188,12 +215,59 @@ class Consumer(faust_aiokafka.Consumer):
                 if since_yield > 100:
                     await asyncio.sleep(0)
                     since_yield = 0
-                await callback(message)
+                queue = direct.get(tp.topic)
+                if queue is None:
+                    await callback(message)
+                else:
+                    if not flow.is_active():
+                        await flow.acquire()  # as Faust's conductor: wait out a rebalance
+                    await self._put_direct(queue, tp, Delivered(message))
                 read_offset[tp] = message.offset
             try:
                 item = await rest.__anext__()
             except StopAsyncIteration:
                 item = None
+
+    @property
+    def direct_queues(self) -> dict[str, Any]:
+        """Topic -> the one stream queue its records go to without Faust's conductor."""
+        queues: dict[str, Any] | None = self.__dict__.get("_direct_queues")
+        if queues is None:
+            queues = self.__dict__["_direct_queues"] = {}
+        return queues
+
+    def deliver_directly(self, topics: Iterable[str], queue: Any) -> None:
+        """Put the records of `topics` into `queue` as `Delivered` (None: through Faust again)."""
+        for topic in topics:
+            if queue is None:
+                self.direct_queues.pop(topic, None)
+            else:
+                self.direct_queues[topic] = queue
+
+    async def _put_direct(self, queue: Any, tp: TP, item: Delivered) -> None:
+        """Queue a record as Faust's conductor would: buffer pressure pauses its partition."""
+        if queue.full():
+            self.app.sensors.on_topic_buffer_full(TP(tp.topic, tp.partition))
+            await queue.put(item)
+            return
+        pressure = self.__dict__.setdefault("_pressure", {})
+        callbacks = pressure.get(tp)
+        if callbacks is None:
+            # Faust's partition sets hold its own TP (the fetch yields aiokafka's)
+            callbacks = pressure[tp] = self._pressure_callbacks(TP(tp.topic, tp.partition))
+        queue.put_nowait_enhanced(
+            item, on_pressure_high=callbacks[0], on_pressure_drop=callbacks[1]
+        )
+
+    def _pressure_callbacks(self, tp: TP) -> tuple[Any, Any]:
+        def high() -> None:
+            self.app.sensors.on_topic_buffer_full(tp)
+            self.on_buffer_full(tp)
+
+        def drop() -> None:
+            self.on_buffer_drop(tp)
+
+        return high, drop
 
     async def seek(self, partition: TP, offset: int) -> None:
         """Seek on the consumer's own thread (aiokafka's seek is not thread-safe).
@@ -315,6 +389,26 @@ async def send_batches(
     ]
 
 
+async def send_keyed(producer: Any, sends: Iterable[tuple[str, bytes, bytes]]) -> None:
+    """Send keyed records in whole batches per partition, each where `producer.send` puts it.
+
+    The partition is aiokafka's own choice for the key (`_partition`, the default partitioner,
+    as for `send(..., partition=None)`); records of one partition keep their order.
+    """
+    client = producer._ensure_producer()
+    by_partition: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = defaultdict(list)
+    known: set[str] = set()
+    for topic, key, value in sends:
+        if topic not in known:
+            await client.client._wait_on_metadata(topic)
+            known.add(topic)
+        partition = client._partition(topic, None, key, value, key, value)
+        by_partition[topic, partition].append((key, value))
+    await asyncio.gather(
+        *(send_batches(producer, t, p, records, None) for (t, p), records in by_partition.items())
+    )
+
+
 async def commit_offsets(consumer: Any, offsets: Mapping[TP, int]) -> None:
     """Commit `offsets` now through Faust's private commit (no acked-offset bookkeeping)."""
     await consumer._commit_offsets(offsets)
@@ -398,9 +492,14 @@ class BatchingStream(faust.Stream):
     """
 
     async def take_events(  # type: ignore[override]
-        self, max_: int, within: Seconds
-    ) -> AsyncIterator[list[EventT]]:
-        """Yield lists of up to `max_` events: all that is queued, waiting only for the first."""
+        self, max_: int, within: Seconds, *, direct: bool = False
+    ) -> AsyncIterator[list[Any]]:
+        """Yield lists of up to `max_` events: all that is queued, waiting only for the first.
+
+        `direct`: the consumer puts this stream's records in its queue as `Delivered` (the
+        fetched message only, no Faust Event, key or value decoding), when nothing needs Faust's
+        per-event machinery: no acks on its topics and no sensor but Faust's Monitor.
+        """
         self._finalized = True
         started_by_aiter = await self.maybe_start()
         channel: Any = self.channel
@@ -408,10 +507,15 @@ class BatchingStream(faust.Stream):
         slow_get = channel.__anext__
         linger = want_seconds(within) if within else 0.0
         app = self.app
-        consumer = app.consumer
+        consumer: Any = app.consumer
         acking_topics = app.topics.acking_topics
         is_active = app.flow_control.is_active
         sensed = any(sensor is not app.monitor for sensor in app.sensors)
+        topics = tuple(getattr(channel, "topics", ()))
+        direct = bool(direct and not sensed and topics and not set(topics) & set(acking_topics))
+        direct = direct and hasattr(consumer, "deliver_directly")
+        if direct:
+            consumer.deliver_directly(topics, queue)
         try:
             while not self.should_stop:
                 values = [await slow_get()]
@@ -427,12 +531,12 @@ class BatchingStream(faust.Stream):
                         values.append(await asyncio.wait_for(slow_get(), left))
                     except TimeoutError:
                         break
-                events: list[EventT] = []
+                events: list[Any] = []
                 states: list[Any] = []
                 generation = app.consumer_generation_id
                 active = is_active()
                 for event in values:
-                    if not isinstance(event, EventT):
+                    if not isinstance(event, EventT | Delivered):
                         continue
                     message = event.message
                     if not active or message.generation_id != generation:
@@ -444,7 +548,9 @@ class BatchingStream(faust.Stream):
                         if sensed:
                             self._on_message_in(tp, offset, message)
                     if sensed:
-                        states.append(self._on_stream_event_in(tp, offset, self, event))
+                        # only Faust Events when sensed (`direct` is off)
+                        events_in = self._on_stream_event_in
+                        states.append(events_in(tp, offset, self, event))  # type: ignore[arg-type]
                     events.append(event)
                 if not events:
                     continue
@@ -468,6 +574,8 @@ class BatchingStream(faust.Stream):
         except StopAsyncIteration:
             return  # the channel was stopped (shutdown)
         finally:
+            if direct:
+                consumer.deliver_directly(topics, None)
             self._channel_stop_iteration(channel)
             if started_by_aiter:
                 await self.stop()

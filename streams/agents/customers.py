@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import orjson
-from faust.types import EventT
 
 from journey import customer as core
 from journey.customer import CustomerState
@@ -77,7 +76,7 @@ table.inputs.inputs = frozenset(input_channel.topics)
 async def process_customers(stream: Any) -> None:
     """Consume customer events and internal messages in batches."""
     async for batch in stream.take_events(
-        settings.batch_max_events, within=settings.batch_within_s
+        settings.batch_max_events, within=settings.batch_within_s, direct=True
     ):
         idle.clear()
         try:
@@ -86,7 +85,7 @@ async def process_customers(stream: Any) -> None:
             idle.set()
 
 
-async def process_batch(events: list[EventT]) -> None:
+async def process_batch(events: list[Any]) -> None:
     """Process one batch: each customer's state read once and written once per partition."""
     wall = time.time()
     works: dict[int, Work | None] = {}
