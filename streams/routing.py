@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 from faust.types import Message
 
 from schemas import contracts
-from streams import metrics, topics
+from streams import compat, metrics, topics
 from streams.app import app, settings
 from streams.app import topics as names
 from streams.tables.outbox import Send
@@ -98,12 +96,6 @@ def dead_letter(msg: Message, category: str, reason: str, now: float) -> Send:
 
 
 async def send_all(sends: list[Send]) -> None:
-    """Send records and wait for the broker's acks."""
-    if not sends:
-        return
-    producer = app.producer
-    futures: list[Awaitable[Any]] = []
-    for topic, key, value in sends:
-        fut = await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
-        futures.append(fut)
-    await asyncio.gather(*futures)
+    """Send records (in batches per partition) and wait for the broker's acks."""
+    if sends:
+        await compat.send_keyed(app.producer, sends)

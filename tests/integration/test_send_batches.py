@@ -1,4 +1,4 @@
-"""compat.send_batches against the real broker: split into batches, offsets, order, headers."""
+"""compat.send_batches and send_keyed against the real broker: batches, partitions, order."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from harness.process import create_topics
-from streams.compat import send_batches
+from streams.compat import send_batches, send_keyed
 
 pytestmark = pytest.mark.broker
 
@@ -68,3 +68,49 @@ def test_records_split_into_batches_keep_their_order_and_offsets(broker: Any) ->
     assert all(list(m.headers) == [("owner", b"token-1")] for m in got[:303])
     assert [m.key for m in got[300:]] == [b"k000", b"k001", b"k002", b"a", b"big", b"b"]
     assert third == [303, 304, 305] and len(got[304].value) == 20000
+
+
+def test_keyed_records_land_where_a_send_puts_them_in_order(broker: Any) -> None:
+    topics = [f"send-keyed-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    sends = [(topics[i % 2], f"c:{i % 37}".encode(), f"{i}".encode()) for i in range(400)]
+
+    async def main() -> tuple[dict[bytes, int], list[Any]]:
+        await create_topics(broker.bootstrap, topics, 4)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            # where aiokafka's own send puts each key (one record a key, on its own topic)
+            where = {}
+            for key in {k for _, k, _ in sends}:
+                meta = await producer.send_and_wait(topics[0], b"probe", key=key)
+                where[key] = meta.partition
+            await send_keyed(FaustLike(producer), sends)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
+        await consumer.start()
+        got: list[Any] = []
+        try:
+            tps = [TopicPartition(t, p) for t in topics for p in range(4)]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            while len(got) < 400 + len(where):
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    got += records
+        finally:
+            await consumer.stop()
+        return where, got
+
+    where, got = asyncio.run(main())
+    sent = [m for m in got if m.value != b"probe"]
+    assert sorted(int(m.value) for m in sent) == list(range(400))  # each once
+    assert all(m.partition == where[m.key] for m in sent)  # the default partitioner's choice
+    for key in where:  # a key's records in the order given, on each topic
+        for topic in topics:
+            values = [
+                int(m.value)
+                for m in sorted(sent, key=lambda m: m.offset)
+                if m.key == key and m.topic == topic
+            ]
+            assert values == sorted(values)
