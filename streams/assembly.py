@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import faust
@@ -28,6 +29,7 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
     """Create the Faust app for these settings (`overrides` replace Faust options)."""
     compat.check_faust_version()
     compat.configure(settings.fetch_max_wait_ms)
+    tune_gc(settings.gc_young_threshold)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = dict(
         broker=settings.broker,
@@ -78,3 +80,10 @@ def create_app(settings: Settings, **overrides: Any) -> JourneyApp:
     )
     options.update(overrides)
     return JourneyApp(settings.app_id, **options)
+
+
+def tune_gc(young_threshold: int) -> None:
+    """Collect reference cycles less often (a batch frees its many objects by reference count)."""
+    # at Python's 700 the young collections led to full ones over the whole heap: 16% of the CPU
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, max(middle, 20), max(old, 100))

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(1.0, gt=0)
     batch_max_events: int = Field(5000, ge=1, le=1_000_000)
     batch_within_s: float = Field(0.0, ge=0)
+    # allocations between two young collections of Python's cyclic GC (Python's default: 700);
+    # at 700 the GC took some 16% of a worker's CPU, mostly full collections (BENCHMARKS.md)
+    gc_young_threshold: int = Field(50_000, ge=1)
     # RocksDB memory per partition database (Faust's defaults: 64 MiB x 3 write buffers and a
     # 2 GiB block cache per partition, which let RSS grow with the volume of state written)
     rocksdb_write_buffer_mb: int = Field(16, ge=1, le=4096)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,20 @@ def test_changelog_replication_factor_reaches_faust(tmp_path: Path) -> None:
     assert default.conf.topic_replication_factor == 1
     with pytest.raises(SettingsError, match="JOURNEYSTREAM_CHANGELOG_REPLICATION_FACTOR"):
         Settings.from_env({"JOURNEYSTREAM_CHANGELOG_REPLICATION_FACTOR": "0"})
+
+
+def test_the_gc_threshold_reaches_the_process(tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    try:
+        env = {"JOURNEYSTREAM_GC_YOUNG_THRESHOLD": "12345"}
+        create_app(Settings.from_env(env, data_dir=tmp_path / "s"), autodiscover=False)
+        assert gc.get_threshold()[0] == 12345
+        create_app(Settings.from_env({}, data_dir=tmp_path / "d"), autodiscover=False)
+        assert gc.get_threshold()[0] == 50_000
+    finally:
+        gc.set_threshold(*before)
+    with pytest.raises(SettingsError, match="JOURNEYSTREAM_GC_YOUNG_THRESHOLD"):
+        Settings.from_env({"JOURNEYSTREAM_GC_YOUNG_THRESHOLD": "0"})
 
 
 def test_defaults_without_environment() -> None:
