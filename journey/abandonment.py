@@ -172,8 +172,7 @@ class AbandonmentState:
                 "started_at": s.started_at,
                 "last_at": s.last_at,
                 "sid": s.sid,
-                # (product, price) pairs encode as [product, price]: the same JSON as lists
-                "views": [[c, list(ps.items())] for c, ps in s.views.items()],
+                "views": [[c, [[p, pr] for p, pr in ps.items()]] for c, ps in s.views.items()],
                 "carted": s.carted,
                 "ordered": s.ordered,
                 "done": s.done,
