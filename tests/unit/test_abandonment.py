@@ -1032,6 +1032,7 @@ def test_state_is_bounded_and_round_trips(
         assert_bounded(state, cfg)
         d = state.to_dict()
         blob = orjson.dumps(d)
+        assert orjson.loads(blob) == d  # plain JSON data, as stored (lists, never tuples)
         size_cap = max(size_cap, len(blob))
         again = AbandonmentState.from_dict(orjson.loads(blob), cfg)
         assert again.to_dict() == d
