@@ -137,10 +137,13 @@ def on_restored(partitions: Iterable[int]) -> list[int]:
     for p in partitions:
         if store.token(p) is None:
             continue  # revoked (or claimed by a newer rebalance) meanwhile
-        position = store.position(p) or Position()
+        stored = store.position(p)
+        position = stored or Position()
         pending = Pending.decode(store.get(p, PENDING_KEY))
         batch = max(position.batch, pending.batch if pending is not None else 0)
         cursors[p] = Cursor(dict(position.offsets), position.event_time, batch)
+        if stored is not None:  # in the changelog up to this worker's marker: committed too
+            store.acked_positions[p] = stored
         for watcher in watchers:
             watcher.ready(p)
         ready.append(p)
