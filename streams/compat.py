@@ -45,6 +45,7 @@ from faust.streams import _current_event
 from faust.transport.consumer import CONSUMER_FETCHING as FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT
+from mode.utils.queues import FlowControlEvent
 from mode.utils.times import Seconds, want_seconds
 
 from streams.recovery import confirmed_ends
@@ -74,6 +75,7 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
     (faust_aiokafka.Producer, "_ensure_producer"),
     (aiokafka.AIOKafkaProducer, "_partition"),
     (aiokafka.AIOKafkaClient, "_wait_on_metadata"),
+    (FlowControlEvent, "_queues"),
 ]
 # instance attributes (set in __init__, so checked on a started app by the compat test)
 PRIVATE_INSTANCE_NAMES = {
@@ -479,6 +481,19 @@ class FencedTable(faust.Table):
         )
 
 
+def keep_on_resume(flow_control: Any, queue: Any) -> None:
+    """Stop Faust from emptying `queue` when the flow resumes.
+
+    Faust's recovery resumes the stream partitions, seeks them, and only then resumes the flow,
+    which empties the managed queues: the records fetched from the seeked offsets in between
+    were dropped, and when no later record of their partition came, no gap showed it (the
+    reliability runs saw the last records of an internal partition never applied). A stream
+    whose records are admitted by the position needs no emptying: records of an older
+    generation are dropped when taken, and the rest are admitted or skipped by their offset.
+    """
+    flow_control._queues.discard(queue)
+
+
 class BatchingStream(faust.Stream):
     """faust.Stream whose take_events yields what is queued, without a drainer task.
 
@@ -516,6 +531,7 @@ class BatchingStream(faust.Stream):
         direct = direct and hasattr(consumer, "deliver_directly")
         if direct:
             consumer.deliver_directly(topics, queue)
+            keep_on_resume(app.flow_control, queue)
         try:
             while not self.should_stop:
                 values = [await slow_get()]

@@ -9,6 +9,7 @@ from typing import Any
 import aiokafka
 import faust
 import pytest
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from streams import compat
 
@@ -56,3 +57,16 @@ def test_another_faust_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(faust, "__version__", "0.16.0")
     with pytest.raises(compat.FaustVersionError, match=r"0\.15\.3"):
         compat.check_faust_version()
+
+
+def test_a_kept_queue_is_not_emptied_when_the_flow_resumes() -> None:
+    flow = FlowControlEvent(initially_suspended=False)
+    kept = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    other = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    compat.keep_on_resume(flow, kept)
+    for queue in (kept, other):
+        queue.put_nowait("record fetched after the seek")
+    flow.suspend()
+    flow.resume()
+    assert kept.qsize() == 1  # what Faust's resume would have dropped
+    assert other.qsize() == 0  # Faust's own behaviour, unchanged for other queues
