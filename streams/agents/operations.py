@@ -19,9 +19,8 @@ _INPUTS = {*names.inputs(), names(topics.INTERNAL)}
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust sends `revoked` positionally
 async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-    """Count the rebalance and drop the revoked partitions' deadline index."""
+    """Count the rebalance."""
     metrics.REBALANCES.inc()
-    deadlines.forget({tp.partition for tp in revoked if tp.topic == names(topics.INTERNAL)})
 
 
 @app.timer(5.0)

@@ -20,8 +20,9 @@ from typing import Any
 from faust.types import TP
 
 from journey.customer import CustomerState
-from streams import compat, metrics, routing
+from streams import compat, metrics, routing, topics
 from streams.app import app, settings
+from streams.app import topics as names
 from streams.clock import Clock
 from streams.deadlines import DeadlineIndex
 from streams.tables import customers as table
@@ -238,13 +239,20 @@ def index_partition(partition: int) -> None:
 
 @table.customers.on_recover
 async def on_restored() -> None:
-    """Restore done: ready partitions send unsent outputs again, get cursor, index and clock."""
-    for partition in table.on_restored(list(table.store.owners)):
+    """Restore done: send unsent outputs again, then make the partitions ready, all at once.
+
+    A batch can run while this awaits, so no await comes between a partition's cursor and its
+    deadline index and clock: a batch that saw a cursor without them would fire none of the
+    partition's deadlines, which would then fire late, at a later record.
+    """
+    owned = list(table.store.owners)
+    for partition in owned:
         unsent = table.store.unsent(partition)
         if unsent:
             app.log.info("partition %d: %d outputs sent again", partition, len(unsent))
             metrics.OUTPUTS_RESENT.inc(len(unsent))
             await routing.send_all(unsent)
+    for partition in table.on_restored(owned):
         index_partition(partition)
         clock = deadlines.clocks[partition] = Clock(settings.clock)
         clock.advance_to(table.cursors[partition].event_time)
@@ -258,6 +266,7 @@ async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     except TimeoutError:
         app.log.warning("batch still running at revocation: its writes will be fenced")
     table.on_revoked({tp.partition for tp in revoked})
+    deadlines.forget({tp.partition for tp in revoked if tp.topic == names(topics.INTERNAL)})
 
 
 @app.timer(settings.commit_interval_s)
